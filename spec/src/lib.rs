@@ -1,0 +1,47 @@
+//! # vouch-spec: the Vouch protocol, as pure functions over bytes
+//!
+//! This crate is the code every Vouch party shares: the log, witnesses,
+//! monitors and clients. It does no IO, has no async and no clocks; callers
+//! pass in bytes, times and node hashes and get back values or typed errors.
+//! The normative description is `spec/PROTOCOL.md` beside this crate.
+//!
+//! | module | implements |
+//! |---|---|
+//! | [`hash`], [`merkle`], [`inclusion`], [`consistency`], [`compact`] | RFC 6962 §2.1 / RFC 9162 §2.1 Merkle trees and proofs |
+//! | [`tile`], [`bundle`] | C2SP tlog-tiles |
+//! | [`note`] | C2SP signed-note |
+//! | [`checkpoint`] | C2SP tlog-checkpoint |
+//! | [`cosignature`] | C2SP tlog-cosignature (`cosignature/v1`, Ed25519) |
+//! | [`witness`] | C2SP tlog-witness request and response bodies |
+//! | [`tlog_proof`] | C2SP tlog-proof bundles |
+//! | [`policy`] | C2SP tlog-policy |
+//! | [`nix`] | Nix's nix32, store paths, narinfo, keys and fingerprints |
+//! | [`attestation`] | the Vouch attestation entry (`spec/PROTOCOL.md` §3) |
+//!
+//! Everything is implemented here from the specifications; other
+//! implementations serve only as test oracles: the transparency-dev Merkle
+//! vectors, a real Tessera log, the C2SP examples, Go's `golang.org/x/mod`
+//! `sumdb/note` and `sumdb/tlog` (run by an interop test when Go is present),
+//! and the real `nix` binary for the Nix vectors.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod attestation;
+pub mod b64;
+pub mod bundle;
+pub mod checkpoint;
+pub mod compact;
+pub mod consistency;
+pub mod cosignature;
+pub mod hash;
+pub mod hex;
+pub mod inclusion;
+pub mod merkle;
+pub mod nix;
+pub mod note;
+pub mod policy;
+pub mod tile;
+pub mod tlog_proof;
+pub mod witness;
+
+pub use hash::{leaf_hash, node_hash, Hash};

@@ -1,0 +1,2 @@
+//! Placeholder: filled in by a later issue.
+#![forbid(unsafe_code)]
