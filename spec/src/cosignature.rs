@@ -80,6 +80,11 @@ impl CosignatureVerifier {
         .encode()
     }
 
+    /// The public key.
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// The timestamp of a valid cosignature by this key on `text`.
     pub fn verify_timestamp(&self, text: &[u8], sig: &[u8]) -> Option<u64> {
         let (t, s) = split(sig)?;
