@@ -1,1 +1,670 @@
-//! placeholder
+//! The Vouch attestation entry (`spec/PROTOCOL.md` §3): a builder's signed
+//! statement that a store path has a given NAR hash, size and references,
+//! in one canonical text encoding that is also the log entry.
+//!
+//! ```text
+//! vouch/attestation/v1
+//! path /nix/store/71z0irc81f1wmhlqhcxmb0h9y78nfkns-vouch-hello
+//! nar-hash sha256:1yhwyc0l5x5imibnlnzgscrwjsqmkgyxbq3hi9v2y0icby7036hs
+//! nar-size 184
+//! reference i7imialynm0v8ki0s68lbllxx124zyhs-vouch-dep
+//! deriver 4myk779h2pwflpk49k6iljcx8xvk87s1-vouch-hello.drv
+//! key builder-1.example.org-1:WyVc8pDuOA/Cxt5fUWeTy7MW/hf7IIPragHesEPqkYk=
+//! sig Ot6ThzS0xfO/F753is2QEPuWXYa8Y1iMSTXpUmXnr8aGwGRypyR/q+AbOJDWfoDeSxSCze4UoWbWoWo2M8llDw==
+//! ```
+//!
+//! `sig` is the builder's Ed25519 signature over the Nix fingerprint, so it is
+//! byte for byte the signature of a narinfo `Sig:` line. When the inline form
+//! would exceed [`MAX_ENTRY_LEN`], the `reference` lines are replaced by one
+//! `references-sha256 <hex>` line committing to the fingerprint's reference
+//! field; the full list travels with the submission and the narinfo.
+
+use crate::b64;
+use crate::bundle;
+use crate::hash::{leaf_hash, sha256, Hash};
+use crate::hex;
+use crate::nix::key::{fingerprint, NixKeyError, NixPublicKey, NixSecretKey, NixSignature};
+use crate::nix::narinfo::{format_sha256, parse_sha256, NarInfo, NarInfoError};
+use crate::nix::store_path::{StorePath, StorePathError};
+use crate::tile::parse_decimal;
+
+/// First line of every attestation.
+pub const HEADER: &str = "vouch/attestation/v1";
+/// Largest entry in the log: what a C2SP entry bundle can carry.
+pub const MAX_ENTRY_LEN: usize = bundle::MAX_ENTRY_LEN;
+/// Largest attestation accepted in a submission (inline references).
+pub const MAX_ATTESTATION_LEN: usize = 4 << 20;
+
+/// How an entry carries the references.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum References {
+    /// Every reference, sorted, as `reference <base>` lines.
+    Inline(Vec<StorePath>),
+    /// `references-sha256`: SHA-256 of the fingerprint's reference field
+    /// (full paths joined by commas), for paths whose inline entry is too big.
+    Digest([u8; 32]),
+}
+
+/// An attestation with its full reference list: what a builder submits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attestation {
+    /// The store path.
+    pub path: StorePath,
+    /// SHA-256 of the NAR serialization.
+    pub nar_hash: [u8; 32],
+    /// NAR size in bytes.
+    pub nar_size: u64,
+    /// References, sorted and unique, in the same store.
+    pub references: Vec<StorePath>,
+    /// The deriver, if known (informational: not covered by `sig`).
+    pub deriver: Option<StorePath>,
+    /// The builder's public key.
+    pub key: NixPublicKey,
+    /// The builder's signature over the fingerprint.
+    pub sig: [u8; 64],
+}
+
+/// An entry as stored in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The store path.
+    pub path: StorePath,
+    /// SHA-256 of the NAR serialization.
+    pub nar_hash: [u8; 32],
+    /// NAR size in bytes.
+    pub nar_size: u64,
+    /// The references, inline or as a digest.
+    pub references: References,
+    /// The deriver, if known.
+    pub deriver: Option<StorePath>,
+    /// The builder's public key.
+    pub key: NixPublicKey,
+    /// The builder's signature over the fingerprint.
+    pub sig: [u8; 64],
+}
+
+/// Why an attestation or entry was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttestationError {
+    /// Larger than allowed.
+    #[error("attestation is {len} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not UTF-8 text without control characters ending in a newline.
+    #[error("attestation is not newline-terminated UTF-8 text without control characters")]
+    NotText,
+    /// A line is missing, out of order or malformed.
+    #[error("attestation line {line}: expected {expected}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What was expected there.
+        expected: &'static str,
+    },
+    /// References are not sorted and unique.
+    #[error("attestation line {0}: references must be sorted and unique")]
+    ReferenceOrder(usize),
+    /// A store path is bad.
+    #[error("attestation line {line}: {err}")]
+    Path {
+        /// 1-based line number.
+        line: usize,
+        /// The error.
+        err: StorePathError,
+    },
+    /// A reference or deriver is in another store directory.
+    #[error("attestation line {0}: path is not in the store directory of the attested path")]
+    StoreDir(usize),
+    /// The key is bad.
+    #[error("attestation line {line}: {err}")]
+    Key {
+        /// 1-based line number.
+        line: usize,
+        /// The error.
+        err: NixKeyError,
+    },
+    /// Trailing data after the signature line.
+    #[error("attestation has data after the sig line")]
+    Trailing,
+    /// A digest-form entry given where a full attestation is required.
+    #[error("attestation carries a references-sha256 digest; submit the full reference list")]
+    DigestForm,
+    /// The builder's signature does not verify.
+    #[error("signature by builder key {0} does not verify over the fingerprint")]
+    BadSignature(String),
+    /// The reference list does not match the entry's digest.
+    #[error("reference list does not match the entry's references-sha256")]
+    ReferencesMismatch,
+    /// A narinfo has no signature by this key.
+    #[error("narinfo for {path} has no Sig: by key {key}")]
+    NoSignature {
+        /// The store path.
+        path: String,
+        /// The key name.
+        key: String,
+    },
+    /// A narinfo is malformed.
+    #[error(transparent)]
+    NarInfo(#[from] NarInfoError),
+    /// The entry and a narinfo disagree.
+    #[error("narinfo disagrees with the attestation on {0}")]
+    NarInfoMismatch(&'static str),
+}
+
+/// The fingerprint's reference field: full paths, sorted, comma-separated.
+pub fn references_field(refs: &[StorePath]) -> String {
+    let mut v: Vec<String> = refs.iter().map(|r| r.full()).collect();
+    v.sort();
+    v.join(",")
+}
+
+fn sorted_unique(mut refs: Vec<StorePath>) -> Vec<StorePath> {
+    refs.sort_by(|a, b| a.base().cmp(b.base()));
+    refs.dedup();
+    refs
+}
+
+impl Attestation {
+    /// Signs a new attestation with a builder's Nix secret key.
+    pub fn sign(
+        path: StorePath,
+        nar_hash: [u8; 32],
+        nar_size: u64,
+        references: Vec<StorePath>,
+        deriver: Option<StorePath>,
+        key: &NixSecretKey,
+    ) -> Attestation {
+        let references = sorted_unique(references);
+        let sig = key
+            .sign(&fingerprint(&path, &nar_hash, nar_size, &references))
+            .sig;
+        Attestation {
+            path,
+            nar_hash,
+            nar_size,
+            references,
+            deriver,
+            key: key.public(),
+            sig,
+        }
+    }
+
+    /// The attestation made by `key`'s `Sig:` line in a narinfo (verified).
+    pub fn from_narinfo(
+        narinfo: &NarInfo,
+        key: &NixPublicKey,
+    ) -> Result<Attestation, AttestationError> {
+        let sig = narinfo
+            .sigs
+            .iter()
+            .find(|s| s.name == key.name())
+            .ok_or_else(|| AttestationError::NoSignature {
+                path: narinfo.store_path.full(),
+                key: key.name().to_string(),
+            })?;
+        let a = Attestation {
+            path: narinfo.store_path.clone(),
+            nar_hash: narinfo.nar_hash,
+            nar_size: narinfo.nar_size,
+            references: sorted_unique(narinfo.references.clone()),
+            deriver: narinfo.deriver.clone(),
+            key: key.clone(),
+            sig: sig.sig,
+        };
+        a.verify()?;
+        Ok(a)
+    }
+
+    /// Nix's fingerprint of the attested path.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.path, &self.nar_hash, self.nar_size, &self.references)
+    }
+
+    /// Verifies the builder's signature.
+    pub fn verify(&self) -> Result<(), AttestationError> {
+        let sig = NixSignature {
+            name: self.key.name().to_string(),
+            sig: self.sig,
+        };
+        if !self.key.verify(&self.fingerprint(), &sig) {
+            return Err(AttestationError::BadSignature(self.key.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The narinfo `Sig:` value this attestation carries.
+    pub fn nix_signature(&self) -> NixSignature {
+        NixSignature {
+            name: self.key.name().to_string(),
+            sig: self.sig,
+        }
+    }
+
+    /// The log entry: inline references if it fits in [`MAX_ENTRY_LEN`],
+    /// otherwise the digest form.
+    pub fn to_entry(&self) -> Entry {
+        let inline = Entry {
+            path: self.path.clone(),
+            nar_hash: self.nar_hash,
+            nar_size: self.nar_size,
+            references: References::Inline(self.references.clone()),
+            deriver: self.deriver.clone(),
+            key: self.key.clone(),
+            sig: self.sig,
+        };
+        if inline.encode().len() <= MAX_ENTRY_LEN {
+            return inline;
+        }
+        Entry {
+            references: References::Digest(sha256(references_field(&self.references).as_bytes())),
+            ..inline
+        }
+    }
+
+    /// The submission text: the entry encoding with all references inline.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_lines(
+            &self.path,
+            &self.nar_hash,
+            self.nar_size,
+            &References::Inline(self.references.clone()),
+            &self.deriver,
+            &self.key,
+            &self.sig,
+        )
+    }
+
+    /// Parses the submission text (inline references only, up to 4 MiB).
+    pub fn parse(data: &[u8]) -> Result<Attestation, AttestationError> {
+        let e = parse_lines(data, MAX_ATTESTATION_LEN)?;
+        let References::Inline(references) = e.references else {
+            return Err(AttestationError::DigestForm);
+        };
+        Ok(Attestation {
+            path: e.path,
+            nar_hash: e.nar_hash,
+            nar_size: e.nar_size,
+            references,
+            deriver: e.deriver,
+            key: e.key,
+            sig: e.sig,
+        })
+    }
+}
+
+impl Entry {
+    /// The canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_lines(
+            &self.path,
+            &self.nar_hash,
+            self.nar_size,
+            &self.references,
+            &self.deriver,
+            &self.key,
+            &self.sig,
+        )
+    }
+
+    /// Decodes an entry, rejecting anything not in canonical form or larger
+    /// than [`MAX_ENTRY_LEN`].
+    pub fn decode(data: &[u8]) -> Result<Entry, AttestationError> {
+        parse_lines(data, MAX_ENTRY_LEN)
+    }
+
+    /// The RFC 6962 leaf hash of the encoded entry.
+    pub fn leaf_hash(&self) -> Hash {
+        leaf_hash(&self.encode())
+    }
+
+    /// The full attestation, given the reference list when the entry only
+    /// carries a digest (checked against it).
+    pub fn attestation(
+        &self,
+        references: Option<&[StorePath]>,
+    ) -> Result<Attestation, AttestationError> {
+        let refs = match (&self.references, references) {
+            (References::Inline(r), _) => r.clone(),
+            (References::Digest(d), Some(r)) => {
+                let r = sorted_unique(r.to_vec());
+                if sha256(references_field(&r).as_bytes()) != *d {
+                    return Err(AttestationError::ReferencesMismatch);
+                }
+                r
+            }
+            (References::Digest(_), None) => return Err(AttestationError::DigestForm),
+        };
+        Ok(Attestation {
+            path: self.path.clone(),
+            nar_hash: self.nar_hash,
+            nar_size: self.nar_size,
+            references: refs,
+            deriver: self.deriver.clone(),
+            key: self.key.clone(),
+            sig: self.sig,
+        })
+    }
+
+    /// Verifies the builder's signature (digest-form entries need the list).
+    pub fn verify(&self, references: Option<&[StorePath]>) -> Result<(), AttestationError> {
+        self.attestation(references)?.verify()
+    }
+
+    /// Checks that a narinfo describes exactly what this entry attests:
+    /// same path, NAR hash, NAR size and references.
+    pub fn matches_narinfo(&self, n: &NarInfo) -> Result<(), AttestationError> {
+        if n.store_path != self.path {
+            return Err(AttestationError::NarInfoMismatch("StorePath"));
+        }
+        if n.nar_hash != self.nar_hash {
+            return Err(AttestationError::NarInfoMismatch("NarHash"));
+        }
+        if n.nar_size != self.nar_size {
+            return Err(AttestationError::NarInfoMismatch("NarSize"));
+        }
+        self.attestation(Some(&n.references))
+            .map_err(|_| AttestationError::NarInfoMismatch("References"))
+            .and_then(|a| {
+                if a.references == sorted_unique(n.references.clone()) {
+                    Ok(())
+                } else {
+                    Err(AttestationError::NarInfoMismatch("References"))
+                }
+            })
+    }
+}
+
+fn encode_lines(
+    path: &StorePath,
+    nar_hash: &[u8; 32],
+    nar_size: u64,
+    references: &References,
+    deriver: &Option<StorePath>,
+    key: &NixPublicKey,
+    sig: &[u8; 64],
+) -> Vec<u8> {
+    let mut s = format!(
+        "{HEADER}\npath {path}\nnar-hash {}\nnar-size {nar_size}\n",
+        format_sha256(nar_hash)
+    );
+    match references {
+        References::Inline(refs) => {
+            for r in refs {
+                s.push_str("reference ");
+                s.push_str(r.base());
+                s.push('\n');
+            }
+        }
+        References::Digest(d) => s.push_str(&format!("references-sha256 {}\n", hex::encode(d))),
+    }
+    if let Some(d) = deriver {
+        s.push_str(&format!("deriver {}\n", d.base()));
+    }
+    s.push_str(&format!("key {key}\nsig {}\n", b64::encode(sig)));
+    s.into_bytes()
+}
+
+fn parse_lines(data: &[u8], max: usize) -> Result<Entry, AttestationError> {
+    if data.len() > max {
+        return Err(AttestationError::TooLarge {
+            len: data.len(),
+            max,
+        });
+    }
+    let text = std::str::from_utf8(data).map_err(|_| AttestationError::NotText)?;
+    if !text.ends_with('\n') || text.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f) {
+        return Err(AttestationError::NotText);
+    }
+    let lines: Vec<&str> = text[..text.len() - 1].split('\n').collect();
+    let mut i = 0usize;
+    let mut field =
+        |prefix: &'static str, expected: &'static str| -> Result<(usize, &str), AttestationError> {
+            let n = i + 1;
+            let v = lines
+                .get(i)
+                .and_then(|l| l.strip_prefix(prefix))
+                .ok_or(AttestationError::Line { line: n, expected })?;
+            i += 1;
+            Ok((n, v))
+        };
+    let (n, h) = field("", HEADER)?;
+    if h != HEADER {
+        return Err(AttestationError::Line {
+            line: n,
+            expected: HEADER,
+        });
+    }
+    let (n, p) = field("path ", "path <store path>")?;
+    let path = StorePath::parse(p).map_err(|err| AttestationError::Path { line: n, err })?;
+    let dir = path.store_dir().to_string();
+    let (n, h) = field("nar-hash ", "nar-hash sha256:<nix32>")?;
+    let nar_hash = parse_sha256("nar-hash", h).map_err(|_| AttestationError::Line {
+        line: n,
+        expected: "nar-hash sha256:<nix32>",
+    })?;
+    let (n, s) = field("nar-size ", "nar-size <decimal>")?;
+    let nar_size = parse_decimal(s)
+        .filter(|s| *s > 0)
+        .ok_or(AttestationError::Line {
+            line: n,
+            expected: "nar-size <positive decimal without leading zeros>",
+        })?;
+    drop(field);
+    let in_store = |line: usize, base: &str| {
+        StorePath::from_base(&dir, base).map_err(|err| AttestationError::Path { line, err })
+    };
+    let references = if let Some(d) = lines
+        .get(i)
+        .and_then(|l| l.strip_prefix("references-sha256 "))
+    {
+        i += 1;
+        let raw = hex::decode(d)
+            .filter(|r| r.len() == 32)
+            .ok_or(AttestationError::Line {
+                line: i,
+                expected: "references-sha256 <64 lowercase hex digits>",
+            })?;
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&raw);
+        References::Digest(h)
+    } else {
+        let mut refs: Vec<StorePath> = Vec::new();
+        while let Some(b) = lines.get(i).and_then(|l| l.strip_prefix("reference ")) {
+            i += 1;
+            let r = in_store(i, b)?;
+            if refs.last().is_some_and(|last| last.base() >= r.base()) {
+                return Err(AttestationError::ReferenceOrder(i));
+            }
+            refs.push(r);
+        }
+        References::Inline(refs)
+    };
+    let deriver = match lines.get(i).and_then(|l| l.strip_prefix("deriver ")) {
+        Some(b) => {
+            i += 1;
+            Some(in_store(i, b)?)
+        }
+        None => None,
+    };
+    let k = lines
+        .get(i)
+        .and_then(|l| l.strip_prefix("key "))
+        .ok_or(AttestationError::Line {
+            line: i + 1,
+            expected: "key <name>:<base64 public key>",
+        })?;
+    i += 1;
+    let key = NixPublicKey::parse(k).map_err(|err| AttestationError::Key { line: i, err })?;
+    let s = lines
+        .get(i)
+        .and_then(|l| l.strip_prefix("sig "))
+        .ok_or(AttestationError::Line {
+            line: i + 1,
+            expected: "sig <base64 Ed25519 signature>",
+        })?;
+    i += 1;
+    let raw = b64::decode(s)
+        .ok()
+        .filter(|r| r.len() == 64)
+        .ok_or(AttestationError::Line {
+            line: i,
+            expected: "sig <base64 of 64 bytes>",
+        })?;
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(&raw);
+    if i != lines.len() {
+        return Err(AttestationError::Trailing);
+    }
+    let entry = Entry {
+        path,
+        nar_hash,
+        nar_size,
+        references,
+        deriver,
+        key,
+        sig,
+    };
+    // Belt and braces: the canonical encoding must reproduce the input.
+    if entry.encode() != data {
+        return Err(AttestationError::NotText);
+    }
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HELLO: &str = include_str!("../testdata/nix/hello.narinfo");
+
+    fn builder1() -> NixPublicKey {
+        NixPublicKey::parse(include_str!("../testdata/nix/builder-1.pub").trim_end()).unwrap()
+    }
+
+    #[test]
+    fn from_real_narinfo_sig() {
+        let n = NarInfo::parse(HELLO.as_bytes()).unwrap();
+        let a = Attestation::from_narinfo(&n, &builder1()).unwrap();
+        let e = a.to_entry();
+        let bytes = e.encode();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            "vouch/attestation/v1\npath /nix/store/71z0irc81f1wmhlqhcxmb0h9y78nfkns-vouch-hello\nnar-hash sha256:1yhwyc0l5x5imibnlnzgscrwjsqmkgyxbq3hi9v2y0icby7036hs\nnar-size 184\nreference i7imialynm0v8ki0s68lbllxx124zyhs-vouch-dep\nderiver 4myk779h2pwflpk49k6iljcx8xvk87s1-vouch-hello.drv\nkey builder-1.example.org-1:WyVc8pDuOA/Cxt5fUWeTy7MW/hf7IIPragHesEPqkYk=\nsig Ot6ThzS0xfO/F753is2QEPuWXYa8Y1iMSTXpUmXnr8aGwGRypyR/q+AbOJDWfoDeSxSCze4UoWbWoWo2M8llDw==\n"
+        );
+        let d = Entry::decode(&bytes).unwrap();
+        assert_eq!(d, e);
+        d.verify(None).unwrap();
+        d.matches_narinfo(&n).unwrap();
+        assert_eq!(Attestation::parse(&a.encode()).unwrap(), a);
+        // A key that did not sign it.
+        let other = NixSecretKey::from_seed("other-1", &[3; 32])
+            .unwrap()
+            .public();
+        assert!(matches!(
+            Attestation::from_narinfo(&n, &other),
+            Err(AttestationError::NoSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_noncanonical_and_bad_sigs() {
+        let n = NarInfo::parse(HELLO.as_bytes()).unwrap();
+        let good = String::from_utf8(
+            Attestation::from_narinfo(&n, &builder1())
+                .unwrap()
+                .to_entry()
+                .encode(),
+        )
+        .unwrap();
+        let cases = [
+            good.replace("vouch/attestation/v1", "vouch/attestation/v2"),
+            good.replace("nar-size 184", "nar-size 0184"),
+            good.replace("nar-size 184", "nar-size 0"),
+            good.replace("nar-hash sha256:1", "nar-hash sha256:z"),
+            good.replace(
+                "\nderiver",
+                "\nreference i7imialynm0v8ki0s68lbllxx124zyhs-vouch-dep\nderiver",
+            ),
+            good.replace("reference i7", "reference  i7"),
+            good.replace("path /nix/store/71", "path nix/store/71"),
+            good.replace("key builder", "key  builder"),
+            good.replace("\n", "\r\n"),
+            good.trim_end().to_string(),
+            format!("{good}\n"),
+            format!("{good}extra 1\n"),
+            good.replace("sig Ot6T", "sig Ot6t"),
+        ];
+        for c in &cases[..12] {
+            assert!(Entry::decode(c.as_bytes()).is_err(), "{c}");
+        }
+        // A flipped signature byte decodes but does not verify.
+        let e = Entry::decode(cases[12].as_bytes()).unwrap();
+        assert!(matches!(
+            e.verify(None),
+            Err(AttestationError::BadSignature(_))
+        ));
+        // A different NAR hash in the narinfo is a mismatch.
+        let mut n2 = n.clone();
+        n2.nar_hash[0] ^= 1;
+        let e = Entry::decode(good.as_bytes()).unwrap();
+        assert_eq!(
+            e.matches_narinfo(&n2),
+            Err(AttestationError::NarInfoMismatch("NarHash"))
+        );
+    }
+
+    #[test]
+    fn huge_reference_lists_use_the_digest_form() {
+        let sk = NixSecretKey::from_seed("builder-x", &[4; 32]).unwrap();
+        let refs: Vec<StorePath> = (0..400u32)
+            .map(|i| {
+                let h = crate::nix::nix32::encode(&sha256(&i.to_be_bytes())[..20]);
+                StorePath::from_base(
+                    "/nix/store",
+                    &format!("{h}-{}", "long-package-name-".repeat(10)),
+                )
+                .unwrap()
+            })
+            .collect();
+        let path = StorePath::parse("/nix/store/71z0irc81f1wmhlqhcxmb0h9y78nfkns-big").unwrap();
+        let a = Attestation::sign(path, [7; 32], 1234, refs.clone(), None, &sk);
+        assert!(a.encode().len() > MAX_ENTRY_LEN);
+        let e = a.to_entry();
+        assert!(matches!(e.references, References::Digest(_)));
+        let bytes = e.encode();
+        assert!(bytes.len() < 1024);
+        let d = Entry::decode(&bytes).unwrap();
+        assert_eq!(d.verify(None), Err(AttestationError::DigestForm));
+        d.verify(Some(&refs)).unwrap();
+        assert_eq!(
+            d.verify(Some(&refs[1..])),
+            Err(AttestationError::ReferencesMismatch)
+        );
+        assert_eq!(Attestation::parse(&a.encode()).unwrap(), a);
+        assert!(Entry::decode(&a.encode()).is_err());
+        assert_eq!(
+            Attestation::parse(&bytes),
+            Err(AttestationError::DigestForm)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(e) = Entry::decode(&data) { prop_assert_eq!(e.encode(), data); }
+        }
+        #[test]
+        fn mutated_entries_never_panic(pos in any::<usize>(), byte in any::<u8>()) {
+            let n = NarInfo::parse(HELLO.as_bytes()).unwrap();
+            let mut bytes = Attestation::from_narinfo(&n, &builder1()).unwrap().to_entry().encode();
+            let p = pos % bytes.len();
+            bytes[p] = byte;
+            if let Ok(e) = Entry::decode(&bytes) { prop_assert_eq!(e.encode(), bytes); }
+        }
+    }
+}
