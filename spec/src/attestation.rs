@@ -453,7 +453,6 @@ fn parse_lines(data: &[u8], max: usize) -> Result<Entry, AttestationError> {
             line: n,
             expected: "nar-size <positive decimal without leading zeros>",
         })?;
-    drop(field);
     let in_store = |line: usize, base: &str| {
         StorePath::from_base(&dir, base).map_err(|err| AttestationError::Path { line, err })
     };

@@ -26,8 +26,12 @@ fn key(n: u8) -> NixPublicKey {
 /// Every example block, in document order, as (label, text).
 fn examples() -> Vec<(&'static str, String)> {
     let narinfo = NarInfo::parse(HELLO.as_bytes()).unwrap();
-    let e1 = Attestation::from_narinfo(&narinfo, &key(1)).unwrap().to_entry();
-    let e2 = Attestation::from_narinfo(&narinfo, &key(2)).unwrap().to_entry();
+    let e1 = Attestation::from_narinfo(&narinfo, &key(1))
+        .unwrap()
+        .to_entry();
+    let e2 = Attestation::from_narinfo(&narinfo, &key(2))
+        .unwrap()
+        .to_entry();
     let (b1, b2) = (e1.encode(), e2.encode());
     assert_eq!(Entry::decode(&b1).unwrap(), e1);
     let (l1, l2) = (e1.leaf_hash(), e2.leaf_hash());
@@ -47,14 +51,30 @@ fn examples() -> Vec<(&'static str, String)> {
         witness.verifier().vkey()
     );
     let policy = Policy::parse(policy_text.as_bytes()).unwrap();
-    let proof = TlogProof { extra: Some(b2.clone()), index: 1, proof: inclusion::prove(1, 2, &tree).unwrap(), checkpoint: note.to_bytes() };
+    let proof = TlogProof {
+        extra: Some(b2.clone()),
+        index: 1,
+        proof: inclusion::prove(1, 2, &tree).unwrap(),
+        checkpoint: note.to_bytes(),
+    };
     proof.verify(&l2, &policy).unwrap();
 
     vec![
         ("fingerprint", narinfo.fingerprint()),
-        ("entry length", format!("so the entry is {} bytes", b1.len())),
+        (
+            "entry length",
+            format!("so the entry is {} bytes", b1.len()),
+        ),
         ("entry", String::from_utf8(b1).unwrap()),
-        ("leaf hashes", format!("entry 0 (builder-1): {}\nentry 1 (builder-2): {}\nroot (size 2):       {}", l1.to_hex(), l2.to_hex(), tree.root().to_hex())),
+        (
+            "leaf hashes",
+            format!(
+                "entry 0 (builder-1): {}\nentry 1 (builder-2): {}\nroot (size 2):       {}",
+                l1.to_hex(),
+                l2.to_hex(),
+                tree.root().to_hex()
+            ),
+        ),
         ("policy", policy_text),
         ("checkpoint", checkpoint),
         ("tlog-proof", String::from_utf8(proof.encode()).unwrap()),
@@ -70,6 +90,9 @@ fn protocol_md_contains_every_worked_example() {
             println!("--- {label}\n{text}\n---");
             continue;
         }
-        assert!(doc.contains(&text), "PROTOCOL.md lacks the {label} example:\n{text}");
+        assert!(
+            doc.contains(&text),
+            "PROTOCOL.md lacks the {label} example:\n{text}"
+        );
     }
 }
