@@ -131,10 +131,7 @@ pub fn valid_key_name(name: &str) -> bool {
 /// Checks the signed-note character rules: UTF-8, no control character but newline.
 pub fn check_text(data: &[u8]) -> Result<&str, NoteError> {
     let text = std::str::from_utf8(data).map_err(|e| NoteError::BadText(e.valid_up_to()))?;
-    if let Some(i) = text
-        .bytes()
-        .position(|b| (b < 0x20 && b != b'\n') || b == 0x7f)
-    {
+    if let Some(i) = text.bytes().position(|b| b < 0x20 && b != b'\n') {
         return Err(NoteError::BadText(i));
     }
     Ok(text)

@@ -1,2 +1,360 @@
-//! Placeholder: filled in by a later issue.
+//! Helpers for end-to-end tests: start the real binaries on loopback with
+//! their own data directories, talk to them over HTTP, kill them.
 #![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vouch_spec::attestation::Attestation;
+use vouch_spec::nix::{NixSecretKey, StorePath};
+
+/// The directory holding the workspace's built binaries.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary, which must have been built.
+pub fn binary(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace --bins` (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+/// A fresh empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "vouch-e2e-{tag}-{}-{}",
+        std::process::id(),
+        nanos()
+    ));
+    std::fs::create_dir_all(&d).expect("creating temp dir");
+    d
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running `vouch-log`.
+pub struct Log {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data directory.
+    pub dir: PathBuf,
+    /// Its port.
+    pub port: u16,
+    /// Its vkey.
+    pub vkey: String,
+    /// Extra config lines.
+    pub config: String,
+}
+
+/// The origin used by test logs.
+pub const ORIGIN: &str = "log.vouch.test/e2e";
+
+/// Creates a log key in a new directory; returns (directory, vkey).
+pub fn log_keygen() -> (PathBuf, String) {
+    let dir = temp_dir("log");
+    let out = Command::new(binary("vouch-log"))
+        .args(["keygen", "--origin", ORIGIN, "--out"])
+        .arg(dir.join("log.key"))
+        .output()
+        .expect("running vouch-log keygen");
+    assert!(
+        out.status.success(),
+        "keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        dir,
+        String::from_utf8(out.stdout)
+            .expect("utf-8 vkey")
+            .trim()
+            .to_string(),
+    )
+}
+
+impl Log {
+    /// Creates a key and starts a log in a new directory with extra TOML `config`.
+    pub fn start(config: &str) -> Log {
+        let (dir, vkey) = log_keygen();
+        Log::start_in(dir, vkey, config, true)
+    }
+
+    /// Starts a log in `dir` (holding `log.key`), waiting until it listens
+    /// (and, if `serving`, until `/checkpoint` answers 200).
+    pub fn start_in(dir: PathBuf, vkey: String, config: &str, serving: bool) -> Log {
+        let port = free_port();
+        let mut log = Log {
+            child: spawn_log(&dir, port, config),
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            port,
+            vkey,
+            config: config.to_string(),
+        };
+        log.wait_ready(serving);
+        log
+    }
+
+    fn wait_ready(&mut self, serving: bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = self.child.try_wait().expect("polling vouch-log") {
+                panic!("vouch-log exited early with {status}");
+            }
+            match ureq::get(&format!("{}/checkpoint", self.url)).call() {
+                Ok(_) => return,
+                Err(ureq::Error::Status(_, _)) if !serving => return,
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("vouch-log did not come up on {}", self.url);
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops with SIGTERM (graceful) and waits; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Starts the same log again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.child = spawn_log(&self.dir, self.port, &self.config);
+        self.wait_ready(true);
+    }
+
+    /// GET a path, returning (status, body).
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        response(ureq::get(&format!("{}{path}", self.url)).call())
+    }
+
+    /// POST attestations (concatenated) to the submit endpoint.
+    pub fn submit(&self, body: &[u8], wait: bool) -> (u16, Vec<u8>) {
+        let q = if wait { "?wait=1" } else { "" };
+        response(
+            ureq::post(&format!("{}/vouch/v1/submit{q}", self.url))
+                .set("Content-Type", "text/plain")
+                .send_bytes(body),
+        )
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn_log(dir: &Path, port: u16, config: &str) -> Child {
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, format!("origin = \"{ORIGIN}\"\n{config}\n")).expect("writing config");
+    Command::new(binary("vouch-log"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--key")
+        .arg(dir.join("log.key"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("VOUCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting vouch-log")
+}
+
+/// (status, body) of a ureq call, whatever the status.
+pub fn response(r: Result<ureq::Response, ureq::Error>) -> (u16, Vec<u8>) {
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("HTTP transport error: {e}"),
+    };
+    let status = resp.status();
+    let mut body = Vec::new();
+    resp.into_reader()
+        .take(64 << 20)
+        .read_to_end(&mut body)
+        .expect("reading body");
+    (status, body)
+}
+
+/// A builder key derived from a small number.
+pub fn builder(n: u8) -> NixSecretKey {
+    NixSecretKey::from_seed(&format!("builder-{n}.vouch.test-1"), &[n; 32]).expect("builder key")
+}
+
+/// A store path for the i-th test package.
+pub fn store_path(i: u64) -> StorePath {
+    let h = vouch_spec::nix::nix32::encode(&vouch_spec::hash::sha256(&i.to_be_bytes())[..20]);
+    StorePath::from_base("/nix/store", &format!("{h}-pkg-{i}")).expect("store path")
+}
+
+/// An attestation by `key` that path i has a NAR hash derived from (i, variant).
+pub fn attestation(key: &NixSecretKey, i: u64, variant: u8) -> Attestation {
+    let mut nar = vouch_spec::hash::sha256(&i.to_le_bytes());
+    nar[0] ^= variant;
+    let refs = if i > 0 {
+        vec![store_path(i - 1)]
+    } else {
+        vec![]
+    };
+    Attestation::sign(store_path(i), nar, 1000 + i, refs, None, key)
+}
+
+/// A running `vouch-witness serve`.
+pub struct Witness {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its directory (key, config, state).
+    pub dir: PathBuf,
+    /// Its port.
+    pub port: u16,
+    /// Its cosigner vkey.
+    pub vkey: String,
+}
+
+impl Witness {
+    /// Creates a key named `name` and starts a witness for the given `[[log]]` TOML.
+    pub fn start(name: &str, logs_toml: &str) -> Witness {
+        let dir = temp_dir("witness");
+        let out = Command::new(binary("vouch-witness"))
+            .args(["keygen", "--name", name, "--out"])
+            .arg(dir.join("witness.key"))
+            .output()
+            .expect("running vouch-witness keygen");
+        assert!(
+            out.status.success(),
+            "keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vkey = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string();
+        let port = free_port();
+        std::fs::write(
+            dir.join("witness.toml"),
+            format!(
+                "key_file = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npoll_interval_secs = 1\n{logs_toml}\n",
+                dir.join("witness.key").display(),
+                dir.join("state").display()
+            ),
+        )
+        .expect("writing witness config");
+        let mut w = Witness {
+            child: spawn_witness(&dir),
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            port,
+            vkey,
+        };
+        w.wait_ready();
+        w
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = self.child.try_wait().expect("polling vouch-witness") {
+                panic!("vouch-witness exited early with {status}");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("vouch-witness did not come up");
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same key, config and state.
+    pub fn restart(&mut self) {
+        self.child = spawn_witness(&self.dir);
+        self.wait_ready();
+    }
+
+    /// POST add-checkpoint; returns (status, content type, body).
+    pub fn add_checkpoint(&self, body: &[u8]) -> (u16, String, Vec<u8>) {
+        let r = ureq::post(&format!("{}/add-checkpoint", self.url)).send_bytes(body);
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let ct = resp.content_type().to_string();
+        let ct = resp
+            .header("Content-Type")
+            .map(str::to_string)
+            .unwrap_or(ct);
+        let status = resp.status();
+        let mut b = Vec::new();
+        resp.into_reader().read_to_end(&mut b).expect("body");
+        (status, ct, b)
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn_witness(dir: &Path) -> Child {
+    Command::new(binary("vouch-witness"))
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("witness.toml"))
+        .env("VOUCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting vouch-witness")
+}

@@ -1,2 +1,317 @@
-//! Placeholder: filled in by a later issue.
+//! # vouch-witness: a C2SP tlog-witness and a Vouch monitor
+//!
+//! The witness checks each checkpoint a log (or its own poller) submits for
+//! consistency with the last one it cosigned, persists it atomically and
+//! durably, and only then returns its `cosignature/v1`. The decision itself
+//! is `vouch_spec::witness::check_add_checkpoint`; this crate adds the HTTP
+//! shell, the state files, pull mode and the monitor.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod monitor;
+pub mod pull;
+pub mod store;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use vouch_spec::cosignature::CosignatureSigner;
+use vouch_spec::note::{Ed25519Verifier, Note, NoteVerifier};
+use vouch_spec::witness::{
+    check_add_checkpoint, encode_response, AddCheckpoint, Rejection, WitnessState,
+    SIZE_CONTENT_TYPE,
+};
+
+/// One configured log.
+pub struct LogEntry {
+    /// Origin.
+    pub origin: String,
+    /// Its keys.
+    pub keys: Vec<Ed25519Verifier>,
+    /// Pull URL.
+    pub url: Option<String>,
+    /// Serialises check-and-update for this log (never rolled back).
+    lock: Mutex<Option<(WitnessState, Vec<u8>)>>,
+}
+
+/// The witness.
+pub struct Witness {
+    signer: CosignatureSigner,
+    dir: PathBuf,
+    logs: HashMap<String, LogEntry>,
+    by_hash: HashMap<String, String>,
+}
+
+/// A refused request: the spec's status and a reason.
+#[derive(Debug)]
+pub struct Refusal {
+    /// What the spec says.
+    pub rejection: Rejection,
+}
+
+impl Witness {
+    /// Loads state for every configured log.
+    pub fn new(
+        signer: CosignatureSigner,
+        dir: &Path,
+        logs: &[config::LogConfig],
+    ) -> anyhow::Result<Witness> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut map = HashMap::new();
+        let mut by_hash = HashMap::new();
+        for l in logs {
+            let keys = l
+                .vkeys
+                .iter()
+                .map(|k| {
+                    Ed25519Verifier::from_vkey(k)
+                        .with_context(|| format!("log {}: vkey {k:?}", l.origin))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let state = store::load(dir, &l.origin)?;
+            by_hash.insert(store::origin_hash(&l.origin), l.origin.clone());
+            map.insert(
+                l.origin.clone(),
+                LogEntry {
+                    origin: l.origin.clone(),
+                    keys,
+                    url: l.url.clone(),
+                    lock: Mutex::new(state),
+                },
+            );
+        }
+        Ok(Witness {
+            signer,
+            dir: dir.to_path_buf(),
+            logs: map,
+            by_hash,
+        })
+    }
+
+    /// The configured logs.
+    pub fn logs(&self) -> impl Iterator<Item = &LogEntry> {
+        self.logs.values()
+    }
+
+    /// The current size cosigned for `origin` (0 if none).
+    pub fn size(&self, origin: &str) -> Option<u64> {
+        let l = self.logs.get(origin)?;
+        let g = l.lock.lock().ok()?;
+        Some(g.as_ref().map_or(0, |s| s.0.size))
+    }
+
+    /// Handles an `add-checkpoint`: checks, persists, then cosigns. The
+    /// per-log lock is held from reading the state to persisting the new one.
+    pub fn add_checkpoint(&self, req: &AddCheckpoint, now: u64) -> Result<Vec<u8>, Rejection> {
+        let origin = Note::parse(&req.checkpoint)
+            .ok()
+            .and_then(|n| n.text.split('\n').next().map(str::to_string))
+            .unwrap_or_default();
+        let log = self.logs.get(&origin);
+        let mut guard = match log {
+            Some(l) => l
+                .lock
+                .lock()
+                .map_err(|_| Rejection::BadRequest("witness state lock poisoned".into()))?,
+            None => {
+                // Let the spec function produce the right status (400 or 404).
+                return check_add_checkpoint(req, |_| None, |_| WitnessState::empty())
+                    .map(|_| Vec::new());
+            }
+        };
+        let log = log.ok_or_else(|| Rejection::UnknownOrigin(origin.clone()))?;
+        let keys: Vec<&dyn NoteVerifier> =
+            log.keys.iter().map(|k| k as &dyn NoteVerifier).collect();
+        let current = guard
+            .as_ref()
+            .map_or_else(WitnessState::empty, |s| s.0.clone());
+        let accepted = match check_add_checkpoint(
+            req,
+            |o| (o == log.origin).then_some(keys),
+            |_| current.clone(),
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                if matches!(e, Rejection::Inconsistent(_)) {
+                    tracing::warn!(origin = %origin, error = %e, checkpoint = %String::from_utf8_lossy(&req.checkpoint), "possible log misbehaviour");
+                }
+                return Err(e);
+            }
+        };
+        let cosig = self
+            .signer
+            .cosign(&accepted.note.text, now.max(1))
+            .ok_or_else(|| Rejection::BadRequest("clock out of range".into()))?;
+        // Keep the log's verified signatures and ours.
+        let mut stored = Note {
+            text: accepted.note.text.clone(),
+            sigs: Vec::new(),
+        };
+        for s in &accepted.note.sigs {
+            if log
+                .keys
+                .iter()
+                .any(|k| k.name() == s.name && k.key_id() == s.key_id)
+            {
+                stored.sigs.push(s.clone());
+            }
+        }
+        stored.sigs.push(cosig.clone());
+        let bytes = stored.to_bytes();
+        if let Err(e) = store::save(&self.dir, &origin, &bytes) {
+            tracing::error!(error = %e, "persisting witness state failed");
+            return Err(Rejection::BadRequest(format!(
+                "witness could not persist its state: {e}"
+            )));
+        }
+        *guard = Some((
+            WitnessState {
+                size: accepted.checkpoint.size,
+                root: accepted.checkpoint.root,
+            },
+            bytes,
+        ));
+        Ok(encode_response(&[cosig]))
+    }
+
+    /// The latest cosigned checkpoint for an origin hash.
+    pub fn checkpoint_by_hash(&self, hash: &str) -> Option<Vec<u8>> {
+        let origin = self.by_hash.get(hash)?;
+        let g = self.logs.get(origin)?.lock.lock().ok()?;
+        g.as_ref().map(|s| s.1.clone())
+    }
+
+    /// This witness's cosigner vkey.
+    pub fn vkey(&self) -> String {
+        self.signer.verifier().vkey()
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1)
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response {
+    let req = match AddCheckpoint::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let r = tokio::task::spawn_blocking(move || w.add_checkpoint(&req, now())).await;
+    match r {
+        Ok(Ok(body)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Ok(Err(Rejection::Conflict { current, .. })) => (
+            StatusCode::CONFLICT,
+            [(header::CONTENT_TYPE, SIZE_CONTENT_TYPE)],
+            format!("{current}\n"),
+        )
+            .into_response(),
+        Ok(Err(e)) => text(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            format!("{e}\n"),
+        ),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+async fn monitoring(
+    State(w): State<Arc<Witness>>,
+    UrlPath((hash, leaf)): UrlPath<(String, String)>,
+) -> Response {
+    if leaf != "checkpoint" {
+        return text(StatusCode::NOT_FOUND, "not found\n".into());
+    }
+    match w.checkpoint_by_hash(&hash) {
+        Some(cp) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            cp,
+        )
+            .into_response(),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("no cosigned checkpoint for origin hash {hash}\n"),
+        ),
+    }
+}
+
+/// The witness's routes.
+pub fn router(w: Arc<Witness>, submission_prefix: &str, monitoring_prefix: &str) -> Router {
+    let sub = submission_prefix.trim_end_matches('/');
+    let mon = monitoring_prefix.trim_end_matches('/');
+    Router::new()
+        .route(&format!("{sub}/add-checkpoint"), post(add_checkpoint))
+        .route(&format!("{mon}/{{hash}}/{{leaf}}"), get(monitoring))
+        .with_state(w)
+}
+
+/// Writes a new cosigning key (mode 0600) and returns it.
+pub fn keygen(path: &Path, name: &str) -> anyhow::Result<CosignatureSigner> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).context("reading the system's random number generator")?;
+    let s = CosignatureSigner::from_seed(name, &seed)
+        .with_context(|| format!("{name:?} is not a valid cosigner name"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "creating key file {} (it must not exist yet)",
+                path.display()
+            )
+        })?;
+    writeln!(f, "{}", s.skey()).and_then(|_| f.sync_all())?;
+    Ok(s)
+}
+
+/// Loads a cosigning key, refusing files others can read.
+pub fn load_key(path: &Path) -> anyhow::Result<CosignatureSigner> {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading key file {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "key file {} has mode {mode:o}: it must be readable only by its owner (run: chmod 600 {})",
+        path.display(),
+        path.display()
+    );
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
+    CosignatureSigner::from_skey(text.trim_end()).with_context(|| {
+        format!(
+            "key file {} is not a cosignature/v1 private key",
+            path.display()
+        )
+    })
+}

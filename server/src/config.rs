@@ -1,0 +1,89 @@
+//! `vouch-log` configuration: a TOML file whose every field has an embedded
+//! default, overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything the log can be told.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The log's origin (checkpoint first line and key name).
+    pub origin: String,
+    /// Where RocksDB and the generated key live.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The log's private key (C2SP skey); default `<data_dir>/log.key`, created on first start.
+    pub key_file: Option<PathBuf>,
+    /// Largest batch the sequencer integrates at once (entries).
+    pub batch_max_entries: usize,
+    /// Longest a submission waits for its batch to fill (milliseconds).
+    pub batch_max_wait_ms: u64,
+    /// Submissions that may wait for the sequencer before 503.
+    pub queue_capacity: usize,
+    /// Largest submission body (bytes); larger is 413.
+    pub max_body_bytes: usize,
+    /// Most attestations in one submission; more is 413.
+    pub max_attestations_per_request: usize,
+    /// Seconds a client has to send its whole body; slower is 408.
+    pub body_timeout_secs: u64,
+    /// Submissions per second allowed per client address (0: unlimited).
+    pub rate_limit_per_second: f64,
+    /// Burst allowed above the per-address rate.
+    pub rate_limit_burst: f64,
+    /// Builder keys (`name:base64`) allowed to submit; empty: anyone.
+    pub allowed_builders: Vec<String>,
+    /// `max-age` of `/checkpoint` (seconds).
+    pub checkpoint_max_age_secs: u64,
+    /// A C2SP tlog-policy file naming the witnesses (with their submission
+    /// URLs) and the quorum; when set, `/checkpoint` serves only checkpoints
+    /// that met the quorum.
+    pub witness_policy: Option<PathBuf>,
+    /// Timeout of one request to a witness (milliseconds).
+    pub witness_timeout_ms: u64,
+    /// Attempts per witness per checkpoint.
+    pub witness_attempts: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            origin: "vouch.localhost/log".into(),
+            data_dir: PathBuf::from("vouch-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            key_file: None,
+            batch_max_entries: 4096,
+            batch_max_wait_ms: 20,
+            queue_capacity: 1024,
+            max_body_bytes: 16 << 20,
+            max_attestations_per_request: 1000,
+            body_timeout_secs: 30,
+            rate_limit_per_second: 0.0,
+            rate_limit_burst: 100.0,
+            allowed_builders: Vec::new(),
+            checkpoint_max_age_secs: 2,
+            witness_policy: None,
+            witness_timeout_ms: 5000,
+            witness_attempts: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// The key file to use.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("log.key"))
+    }
+}

@@ -1,0 +1,330 @@
+//! The sequencer: one thread that takes verified entries in batches, drops
+//! exact duplicates, assigns indices, extends the tree, and commits the whole
+//! batch (bundles, tiles, indexes, state and the newly signed checkpoint) in
+//! one synced write before anyone is told anything.
+//!
+//! Invariants: nothing is acknowledged before its commit returned; the
+//! checkpoint for a size is signed in memory and first leaves the process
+//! inside that commit, so a crash before it loses the only copy; after a
+//! crash, the log restarts from the last commit, byte for byte.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use vouch_spec::bundle;
+use vouch_spec::checkpoint::Checkpoint;
+use vouch_spec::compact::CompactRange;
+use vouch_spec::hash::Hash;
+use vouch_spec::note::{Ed25519Signer, Note};
+use vouch_spec::tile::{encode_hashes, TILE_HEIGHT, TILE_WIDTH};
+
+use crate::metrics::Metrics;
+use crate::state::{Published, Shared};
+use crate::store::{Commit, DurableState, Store, StoreError};
+
+/// An entry ready to sequence: encoded, hashed, signature already verified.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Canonical entry bytes.
+    pub bytes: Vec<u8>,
+    /// Its leaf hash.
+    pub leaf: Hash,
+    /// The store path's hash part.
+    pub hash_part: [u8; 32],
+    /// For digest-form entries: the digest and the reference list to keep.
+    pub references: Option<([u8; 32], Vec<u8>)>,
+}
+
+/// Where an entry landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assigned {
+    /// Its index.
+    pub index: u64,
+    /// Its leaf hash.
+    pub leaf: Hash,
+    /// Whether it was already in the log.
+    pub duplicate: bool,
+}
+
+/// One submission waiting for the sequencer.
+pub struct Job {
+    /// The entries, in request order.
+    pub entries: Vec<Prepared>,
+    /// Where to send the outcome.
+    pub reply: oneshot::Sender<Result<Vec<Assigned>, String>>,
+    /// When it was queued (for the latency metric).
+    pub queued: Instant,
+}
+
+/// The right edge of the tree: the frontier and the partial tile at each level.
+#[derive(Clone, Debug)]
+struct Edge {
+    cr: CompactRange,
+    /// Per tile level: (tile index, hashes so far), never full.
+    tiles: Vec<(u64, Vec<Hash>)>,
+    /// The partial entry bundle: (index, bytes, count).
+    bundle: (u64, Vec<u8>, usize),
+}
+
+impl Edge {
+    fn load(store: &dyn Store, state: &DurableState) -> Result<Edge, StoreError> {
+        let cr = CompactRange::from_parts(state.size, state.frontier.clone())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tiles = Vec::new();
+        for level in 0..8u8 {
+            let count = state.size >> (u32::from(level) * u32::from(TILE_HEIGHT));
+            let (index, width) = (count / TILE_WIDTH, (count % TILE_WIDTH) as usize);
+            let hashes = if width == 0 {
+                Vec::new()
+            } else {
+                let data = store.tile(level, index)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("missing edge tile {level}/{index}"))
+                })?;
+                let t = vouch_spec::tile::Tile {
+                    kind: vouch_spec::tile::TileKind::Hash { level },
+                    index,
+                    width: width as u16,
+                };
+                vouch_spec::tile::decode_hashes(&t, &data)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            };
+            tiles.push((index, hashes));
+        }
+        let (bi, bw) = (state.size / TILE_WIDTH, (state.size % TILE_WIDTH) as usize);
+        let bytes = if bw == 0 {
+            Vec::new()
+        } else {
+            let data = store
+                .bundle(bi)?
+                .ok_or_else(|| StoreError::Corrupt(format!("missing edge bundle {bi}")))?;
+            bundle::decode_width(&data, bw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            data
+        };
+        Ok(Edge {
+            cr,
+            tiles,
+            bundle: (bi, bytes, bw),
+        })
+    }
+
+    /// Appends one entry, recording completed tiles and bundles in `commit`.
+    fn append(&mut self, entry: &[u8], leaf: Hash, commit: &mut Commit, touched: &mut [bool; 9]) {
+        let tiles = &mut self.tiles;
+        self.cr.append(leaf, |node, h| {
+            if node.level % TILE_HEIGHT != 0 {
+                return;
+            }
+            let l = usize::from(node.level / TILE_HEIGHT);
+            let t = &mut tiles[l];
+            t.0 = node.index / TILE_WIDTH;
+            t.1.push(*h);
+            touched[l] = true;
+            if t.1.len() as u64 == TILE_WIDTH {
+                commit.tiles.push((l as u8, t.0, encode_hashes(&t.1)));
+                *t = (t.0 + 1, Vec::new());
+            }
+        });
+        let b = &mut self.bundle;
+        // Entries were checked to fit (≤ 65,535 bytes) when prepared.
+        let _ = bundle::push(&mut b.1, entry);
+        b.2 += 1;
+        touched[8] = true;
+        if b.2 as u64 == TILE_WIDTH {
+            commit.bundles.push((b.0, std::mem::take(&mut b.1)));
+            *b = (b.0 + 1, Vec::new(), 0);
+        }
+    }
+
+    /// Adds the (partial) edge tiles touched by this batch to `commit`.
+    fn flush(&self, commit: &mut Commit, touched: &[bool; 9]) {
+        for (l, (index, hashes)) in self.tiles.iter().enumerate() {
+            if touched[l] && !hashes.is_empty() {
+                commit.tiles.push((l as u8, *index, encode_hashes(hashes)));
+            }
+        }
+        if touched[8] && self.bundle.2 > 0 {
+            commit.bundles.push((self.bundle.0, self.bundle.1.clone()));
+        }
+    }
+}
+
+/// Signs the checkpoint for the tree `cr` describes.
+pub fn sign_checkpoint(signer: &Ed25519Signer, origin: &str, cr: &CompactRange) -> Vec<u8> {
+    let text = Checkpoint::new(origin, cr.size(), cr.root()).to_text();
+    // The origin was validated as a key name, so the text is a valid note.
+    Note::sign(&text, &[signer])
+        .map(|n| n.to_bytes())
+        .unwrap_or_default()
+}
+
+/// Loads (or creates) the durable state and returns it with the published view.
+pub fn recover(
+    store: &dyn Store,
+    signer: &Ed25519Signer,
+    origin: &str,
+) -> anyhow::Result<DurableState> {
+    if let Some(s) = store.state()? {
+        let cp = vouch_spec::checkpoint::open_checkpoint(&s.checkpoint, &[&signer.verifier()])
+            .map_err(|e| {
+                anyhow::anyhow!("stored checkpoint does not verify with the configured key: {e}")
+            })?;
+        if cp.checkpoint.origin != origin {
+            anyhow::bail!(
+                "the data directory holds log {:?}, but the configured origin is {origin:?}",
+                cp.checkpoint.origin
+            );
+        }
+        let cr = CompactRange::from_parts(s.size, s.frontier.clone())?;
+        if cr.root() != cp.checkpoint.root || cp.checkpoint.size != s.size {
+            anyhow::bail!("stored state is inconsistent with its checkpoint");
+        }
+        return Ok(s);
+    }
+    let cr = CompactRange::new();
+    let s = DurableState {
+        size: 0,
+        frontier: Vec::new(),
+        checkpoint: sign_checkpoint(signer, origin, &cr),
+    };
+    store.commit(Commit {
+        state: Some(s.clone()),
+        ..Commit::default()
+    })?;
+    Ok(s)
+}
+
+/// Sequencer settings.
+pub struct Settings {
+    /// Most entries per batch.
+    pub max_entries: usize,
+    /// Longest wait for a batch to fill.
+    pub max_wait: Duration,
+    /// The log's origin.
+    pub origin: String,
+}
+
+/// Runs the sequencer until the queue's senders are all gone, finishing
+/// every queued job first.
+pub fn run(
+    store: Arc<dyn Store>,
+    signer: Ed25519Signer,
+    settings: Settings,
+    state: DurableState,
+    rx: Receiver<Job>,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+) -> Result<(), StoreError> {
+    let mut edge = Edge::load(&*store, &state)?;
+    loop {
+        let Ok(first) = rx.recv() else { return Ok(()) };
+        let deadline = Instant::now() + settings.max_wait;
+        let mut n = first.entries.len();
+        let mut jobs = vec![first];
+        while n < settings.max_entries {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(j) => {
+                    n += j.entries.len();
+                    jobs.push(j);
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        metrics
+            .queue_depth
+            .fetch_sub(jobs.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        let before = edge.clone();
+        match integrate(&*store, &signer, &settings, &mut edge, &jobs) {
+            Ok((results, published)) => {
+                metrics.record_batch(n, published.size, &jobs);
+                shared.publish_signed(published);
+                for (job, r) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                // Nothing was written: roll the in-memory edge back too.
+                tracing::error!(error = %e, "batch commit failed; refusing the batch");
+                metrics
+                    .commit_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                edge = before;
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+type BatchResult = (Vec<Vec<Assigned>>, Published);
+
+fn integrate(
+    store: &dyn Store,
+    signer: &Ed25519Signer,
+    settings: &Settings,
+    edge: &mut Edge,
+    jobs: &[Job],
+) -> Result<BatchResult, StoreError> {
+    let leaves: Vec<Hash> = jobs
+        .iter()
+        .flat_map(|j| j.entries.iter().map(|e| e.leaf))
+        .collect();
+    let existing = store.leaf_indexes(&leaves)?;
+    let mut seen: HashMap<Hash, u64> = HashMap::new();
+    let mut commit = Commit::default();
+    let mut touched = [false; 9];
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut k = 0;
+    for job in jobs {
+        let mut r = Vec::with_capacity(job.entries.len());
+        for e in &job.entries {
+            let known = existing[k].or_else(|| seen.get(&e.leaf).copied());
+            k += 1;
+            if let Some(index) = known {
+                r.push(Assigned {
+                    index,
+                    leaf: e.leaf,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let index = edge.cr.size();
+            edge.append(&e.bytes, e.leaf, &mut commit, &mut touched);
+            seen.insert(e.leaf, index);
+            commit.leaves.push((e.leaf, index));
+            commit.paths.push((e.hash_part, index));
+            if let Some((d, list)) = &e.references {
+                commit.references.push((*d, list.clone()));
+            }
+            r.push(Assigned {
+                index,
+                leaf: e.leaf,
+                duplicate: false,
+            });
+        }
+        results.push(r);
+    }
+    let checkpoint = sign_checkpoint(signer, &settings.origin, &edge.cr);
+    let published = Published {
+        size: edge.cr.size(),
+        root: edge.cr.root(),
+        checkpoint: Arc::new(checkpoint.clone()),
+    };
+    if !commit.leaves.is_empty() {
+        edge.flush(&mut commit, &touched);
+        commit.state = Some(DurableState {
+            size: edge.cr.size(),
+            frontier: edge.cr.hashes().to_vec(),
+            checkpoint,
+        });
+        store.commit(commit)?;
+    }
+    Ok((results, published))
+}

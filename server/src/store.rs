@@ -1,0 +1,285 @@
+//! Durable storage behind a small trait, so the sequencer does not know
+//! whether tiles end up in RocksDB, object storage or both.
+//!
+//! One [`Store::commit`] is one atomic, synced write: the new entries'
+//! bundles, the hash tiles they touched, the dedup and path indexes, and the
+//! new sequencer state with its signed checkpoint. Tiles are stored under
+//! their coordinates with their current contents (full, or the widest
+//! partial so far), so serving one is a single read and a partial tile
+//! `.p/W` is a prefix of what is stored.
+
+use std::path::Path;
+
+use vouch_spec::hash::{Hash, HASH_LEN};
+
+/// Storage failures. Any of them means nothing of the commit was written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused the operation (disk full, IO error, corruption).
+    #[error("storage: {0}")]
+    Db(String),
+    /// Stored bytes are not what this version wrote.
+    #[error("stored state is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What the sequencer needs to restart exactly where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurableState {
+    /// Entries in the log.
+    pub size: u64,
+    /// The compact range (frontier hashes, largest subtree first).
+    pub frontier: Vec<Hash>,
+    /// The signed checkpoint for `size`.
+    pub checkpoint: Vec<u8>,
+}
+
+impl DurableState {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(9 + self.frontier.len() * HASH_LEN + self.checkpoint.len());
+        v.extend_from_slice(&self.size.to_be_bytes());
+        v.push(self.frontier.len() as u8);
+        for h in &self.frontier {
+            v.extend_from_slice(&h.0);
+        }
+        v.extend_from_slice(&self.checkpoint);
+        v
+    }
+
+    fn decode(b: &[u8]) -> Result<DurableState, StoreError> {
+        let bad = || StoreError::Corrupt("sequencer state record".into());
+        let size = u64::from_be_bytes(b.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        let n = usize::from(*b.get(8).ok_or_else(bad)?);
+        let hashes = b.get(9..9 + n * HASH_LEN).ok_or_else(bad)?;
+        let frontier = hashes
+            .chunks_exact(HASH_LEN)
+            .map(|c| {
+                let mut h = [0u8; HASH_LEN];
+                h.copy_from_slice(c);
+                Hash(h)
+            })
+            .collect();
+        Ok(DurableState {
+            size,
+            frontier,
+            checkpoint: b[9 + n * HASH_LEN..].to_vec(),
+        })
+    }
+}
+
+/// Everything one batch writes.
+#[derive(Default, Debug)]
+pub struct Commit {
+    /// Hash tiles: (tile level, tile index, contents).
+    pub tiles: Vec<(u8, u64, Vec<u8>)>,
+    /// Entry bundles: (bundle index, contents).
+    pub bundles: Vec<(u64, Vec<u8>)>,
+    /// Leaf hash → index, for exact duplicate detection.
+    pub leaves: Vec<(Hash, u64)>,
+    /// (store path hash part, index) for lookups.
+    pub paths: Vec<([u8; 32], u64)>,
+    /// Reference lists of digest-form entries: (digest, list).
+    pub references: Vec<([u8; 32], Vec<u8>)>,
+    /// The new state, written last in the same atomic batch.
+    pub state: Option<DurableState>,
+}
+
+/// The log's storage.
+pub trait Store: Send + Sync + 'static {
+    /// The last committed state, if any.
+    fn state(&self) -> Result<Option<DurableState>, StoreError>;
+    /// Writes a commit atomically and durably (synced) or not at all.
+    fn commit(&self, c: Commit) -> Result<(), StoreError>;
+    /// Stored contents of a hash tile.
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stored contents of an entry bundle.
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Indexes of these leaf hashes, where present.
+    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError>;
+    /// Indexes of entries for a store path hash part, ascending.
+    fn path_indexes(&self, hash_part: &[u8; 32]) -> Result<Vec<u64>, StoreError>;
+    /// A digest-form entry's reference list.
+    fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Saves the newest checkpoint that met the witness quorum (with cosignatures).
+    fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError>;
+    /// The newest checkpoint that met the witness quorum.
+    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+const STATE_KEY: &[u8] = b"S";
+const WITNESSED_KEY: &[u8] = b"W";
+
+fn tile_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = b't';
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn bundle_key(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'e';
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn leaf_key(h: &Hash) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b'i';
+    k[1..].copy_from_slice(&h.0);
+    k
+}
+
+fn path_key(hash_part: &[u8; 32], index: u64) -> [u8; 41] {
+    let mut k = [0u8; 41];
+    k[0] = b'p';
+    k[1..33].copy_from_slice(hash_part);
+    k[33..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn refs_key(d: &[u8; 32]) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b'r';
+    k[1..].copy_from_slice(d);
+    k
+}
+
+/// RocksDB on local disk.
+pub struct RocksStore {
+    db: rocksdb::DB,
+}
+
+fn db_err(e: rocksdb::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Every commit is synced; the WAL is the durability mechanism.
+        opts.set_manual_wal_flush(false);
+        opts.increase_parallelism(2);
+        let db = rocksdb::DB::open(&opts, dir).map_err(db_err)?;
+        Ok(RocksStore { db })
+    }
+}
+
+impl Store for RocksStore {
+    fn state(&self) -> Result<Option<DurableState>, StoreError> {
+        self.db
+            .get(STATE_KEY)
+            .map_err(db_err)?
+            .map(|b| DurableState::decode(&b))
+            .transpose()
+    }
+
+    fn commit(&self, c: Commit) -> Result<(), StoreError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (l, i, data) in &c.tiles {
+            batch.put(tile_key(*l, *i), data);
+        }
+        for (i, data) in &c.bundles {
+            batch.put(bundle_key(*i), data);
+        }
+        for (h, i) in &c.leaves {
+            batch.put(leaf_key(h), i.to_be_bytes());
+        }
+        for (p, i) in &c.paths {
+            batch.put(path_key(p, *i), []);
+        }
+        for (d, list) in &c.references {
+            batch.put(refs_key(d), list);
+        }
+        if let Some(s) = &c.state {
+            batch.put(STATE_KEY, s.encode());
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(db_err)
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(tile_key(level, index)).map_err(db_err)
+    }
+
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(bundle_key(index)).map_err(db_err)
+    }
+
+    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        let keys: Vec<[u8; 33]> = leaves.iter().map(leaf_key).collect();
+        self.db
+            .multi_get(keys)
+            .into_iter()
+            .map(|r| {
+                let v = r.map_err(db_err)?;
+                v.map(|b| {
+                    let a: [u8; 8] = b
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("leaf index record".into()))?;
+                    Ok(u64::from_be_bytes(a))
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    fn path_indexes(&self, hash_part: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
+        let start = path_key(hash_part, 0);
+        let mut out = Vec::new();
+        for item in self.db.iterator(rocksdb::IteratorMode::From(
+            &start,
+            rocksdb::Direction::Forward,
+        )) {
+            let (k, _) = item.map_err(db_err)?;
+            if k.len() != 41 || k[..33] != start[..33] {
+                break;
+            }
+            out.push(u64::from_be_bytes(
+                k[33..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("path key".into()))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(refs_key(digest)).map_err(db_err)
+    }
+
+    fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError> {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_opt(WITNESSED_KEY, checkpoint, &wo)
+            .map_err(db_err)
+    }
+
+    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(WITNESSED_KEY).map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_roundtrip() {
+        let s = DurableState {
+            size: 5,
+            frontier: vec![Hash([1; 32]), Hash([2; 32])],
+            checkpoint: b"cp\n".to_vec(),
+        };
+        assert_eq!(DurableState::decode(&s.encode()).unwrap(), s);
+        assert!(DurableState::decode(&[0; 3]).is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! Every error status of the log's API, each produced by a real bad request
+//! against the real binary, and each leaving the log unchanged.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use vouch_tests::{attestation, builder, Log};
+
+fn size(log: &Log) -> String {
+    String::from_utf8(log.get("/checkpoint").1)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn bad_requests_get_4xx_with_reasons_and_change_nothing() {
+    let allowed = builder(1).public().to_string();
+    let log = Log::start(&format!(
+        "allowed_builders = [\"{allowed}\"]\nmax_body_bytes = 100000\nmax_attestations_per_request = 5\nbody_timeout_secs = 1"
+    ));
+    let good = attestation(&builder(1), 1, 0);
+    assert_eq!(log.submit(&good.encode(), false).0, 200);
+    let before = size(&log);
+
+    // 400: not an attestation; non-canonical; one bad attestation in a batch rejects the batch.
+    let (s, b) = log.submit(b"hello", false);
+    assert_eq!(s, 400, "{}", text(&b));
+    assert!(text(&b).contains("vouch/attestation/v1"));
+    let noncanon = String::from_utf8(good.encode())
+        .unwrap()
+        .replace("nar-size 1001", "nar-size 01001");
+    let (s, b) = log.submit(noncanon.as_bytes(), false);
+    assert_eq!(s, 400);
+    assert!(
+        text(&b).contains("attestation 0: attestation line 4"),
+        "{}",
+        text(&b)
+    );
+    let mut batch = attestation(&builder(1), 2, 0).encode();
+    batch.extend(b"vouch/attestation/v1\npath /nix/store/x\n");
+    let (s, b) = log.submit(&batch, false);
+    assert_eq!(s, 400);
+    assert!(text(&b).starts_with("attestation 1:"), "{}", text(&b));
+    let (s, _) = log.submit(&[0xff, 0xfe], false);
+    assert_eq!(s, 400);
+
+    // 403: a signature that does not verify; a builder not on the allow-list.
+    let mut forged = attestation(&builder(1), 3, 0);
+    forged.nar_hash[0] ^= 1;
+    let (s, b) = log.submit(&forged.encode(), false);
+    assert_eq!(s, 403, "{}", text(&b));
+    assert!(text(&b).contains("does not verify"));
+    let (s, b) = log.submit(&attestation(&builder(2), 3, 0).encode(), false);
+    assert_eq!(s, 403);
+    assert!(text(&b).contains("allow-list"), "{}", text(&b));
+
+    // 413: too many attestations; too many bytes.
+    let six: Vec<u8> = (10..16)
+        .flat_map(|i| attestation(&builder(1), i, 0).encode())
+        .collect();
+    let (s, b) = log.submit(&six, false);
+    assert_eq!(s, 413, "{}", text(&b));
+    let (s, _) = log.submit(&vec![b'a'; 200_000], false);
+    assert_eq!(s, 413);
+
+    // 415: wrong content type.
+    let (s, _) = vouch_tests::response(
+        ureq::post(&format!("{}/vouch/v1/submit", log.url))
+            .set("Content-Type", "application/json")
+            .send_bytes(&good.encode()),
+    );
+    assert_eq!(s, 415);
+
+    // 400 on bad query parameters; wait must be 0 or 1.
+    for path in [
+        "/vouch/v1/lookup/not-a-hash",
+        "/vouch/v1/proof/inclusion?index=5&size=1",
+        "/vouch/v1/proof/inclusion?index=0&size=01",
+        "/vouch/v1/proof/inclusion?index=0&size=99999999999999999999999",
+        "/vouch/v1/proof/consistency?old=0&new=1",
+        "/vouch/v1/proof/consistency?old=1",
+        "/vouch/v1/references/XYZ",
+        "/vouch/v1/bundle/abc",
+    ] {
+        let (s, b) = log.get(path);
+        assert_eq!(s, 400, "{path}: {}", text(&b));
+        assert!(!b.is_empty());
+    }
+    let (s, _) = vouch_tests::response(
+        ureq::post(&format!("{}/vouch/v1/submit?wait=yes", log.url))
+            .set("Content-Type", "text/plain")
+            .send_bytes(&good.encode()),
+    );
+    assert_eq!(s, 400);
+
+    // 404: tiles beyond the tree or malformed tile paths; unknown endpoints.
+    for path in [
+        "/tile/0/001",
+        "/tile/0/000.p/9",
+        "/tile/00/000",
+        "/tile/0/000.p/0",
+        "/tile/entries/x000/000",
+        "/nope",
+        "/vouch/v1/bundle/99",
+    ] {
+        assert_eq!(log.get(path).0, 404, "{path}");
+    }
+
+    // 405: wrong method.
+    assert_eq!(log.get("/vouch/v1/submit").0, 405);
+
+    // 408: a client that never finishes its body.
+    let mut conn = TcpStream::connect(("127.0.0.1", log.port)).unwrap();
+    conn.write_all(b"POST /vouch/v1/submit HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\nvouch/attestation/v1\n").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut resp = String::new();
+    let _ = conn.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+
+    assert_eq!(size(&log), before, "no bad request changed the log");
+}
+
+#[test]
+fn rate_limit_answers_429_with_retry_after() {
+    let log = Log::start("rate_limit_per_second = 0.5\nrate_limit_burst = 2");
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let r = ureq::post(&format!("{}/vouch/v1/submit", log.url))
+            .set("Content-Type", "text/plain")
+            .send_bytes(&attestation(&builder(1), i, 0).encode());
+        match r {
+            Ok(r) => statuses.push(r.status()),
+            Err(ureq::Error::Status(s, r)) => {
+                assert_eq!(s, 429);
+                assert!(r.header("Retry-After").is_some());
+                statuses.push(s);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(statuses, vec![200, 200, 429, 429]);
+    assert_eq!(size(&log), "2");
+}
+
+#[test]
+fn full_queue_answers_503_and_logs_nothing_it_refused() {
+    let log = Log::start("queue_capacity = 1\nbatch_max_entries = 1\nbatch_max_wait_ms = 0");
+    let results: Vec<(u64, u16)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..64u64)
+            .map(|i| {
+                let log = &log;
+                s.spawn(move || {
+                    let r = ureq::post(&format!("{}/vouch/v1/submit", log.url))
+                        .set("Content-Type", "text/plain")
+                        .send_bytes(&attestation(&builder(3), i, 0).encode());
+                    match r {
+                        Ok(r) => (i, r.status()),
+                        Err(ureq::Error::Status(s, r)) => {
+                            assert_eq!(s, 503);
+                            assert_eq!(r.header("Retry-After"), Some("1"));
+                            (i, s)
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused = results.iter().filter(|(_, s)| *s == 503).count();
+    assert!(
+        refused > 0,
+        "64 concurrent submissions into a queue of 1 should see a 503"
+    );
+    let accepted = results.iter().filter(|(_, s)| *s == 200).count();
+    assert_eq!(size(&log), accepted.to_string());
+    for (i, s) in results {
+        let hp = vouch_tests::store_path(i).hash_part().to_string();
+        let (_, body) = log.get(&format!("/vouch/v1/lookup/{hp}"));
+        let found = text(&body).contains("\"index\"");
+        assert_eq!(found, s == 200, "attestation {i} answered {s}");
+    }
+}

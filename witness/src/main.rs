@@ -1,0 +1,177 @@
+//! `vouch-witness`: cosign a log's checkpoints (C2SP tlog-witness), or
+//! monitor a Vouch log for disagreeing builders and misbehaviour.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vouch_witness::{config::Config, monitor, pull, Witness};
+
+/// Witness and monitor for Vouch and other C2SP tlog-tiles logs.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a cosigning key (mode 0600) and print its cosignature/v1 vkey.
+    Keygen {
+        /// The witness's cosigner name, e.g. witness.example.org/vouch.
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run the witness: POST <submission prefix>/add-checkpoint, GET
+    /// <monitoring prefix>/<origin hash>/checkpoint, and pull mode for
+    /// configured logs that have a URL.
+    Serve {
+        /// TOML configuration (key_file, data_dir, listen, [[log]] origin/vkeys/url).
+        #[arg(long)]
+        config: PathBuf,
+        /// Override the listen address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Follow a Vouch log: verify every entry and checkpoint, report
+    /// disagreeing builders, unconfirmed watched keys and log misbehaviour
+    /// as JSON lines on stdout.
+    Monitor {
+        /// The log's tlog-tiles prefix, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        log: String,
+        /// The log's verifier key (vkey).
+        #[arg(long)]
+        vkey: String,
+        /// State file to resume from and save to (JSON).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// A builder key (Nix name:base64) whose attestations need an
+        /// independent builder to agree; repeatable.
+        #[arg(long)]
+        watch: Vec<String>,
+        /// Seconds a watched key's attestation may stay unconfirmed.
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+        /// Catch up once and exit: 0 clean, 1 builder problems, 2 log misbehaviour.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between rounds when following.
+        #[arg(long, default_value_t = 10)]
+        interval_secs: u64,
+        /// Serve Prometheus metrics at this address (/metrics).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VOUCH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(3);
+        }
+    }
+}
+
+fn run() -> anyhow::Result<i32> {
+    match Cli::parse().command {
+        Command::Keygen { name, out } => {
+            let s = vouch_witness::keygen(&out, &name)?;
+            println!("{}", s.verifier().vkey());
+            Ok(0)
+        }
+        Command::Serve { config, listen } => {
+            let mut cfg = Config::load(&config)?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let signer = vouch_witness::load_key(&cfg.key_file)?;
+            let w = Arc::new(Witness::new(signer, &cfg.data_dir, &cfg.logs)?);
+            println!("{}", w.vkey());
+            let w2 = w.clone();
+            let interval = Duration::from_secs(cfg.poll_interval_secs.max(1));
+            std::thread::Builder::new()
+                .name("pull".into())
+                .spawn(move || pull::run(w2, interval))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(cfg.listen)
+                    .await
+                    .with_context(|| format!("listening on {}", cfg.listen))?;
+                tracing::info!(addr = %listener.local_addr()?, "witness serving");
+                axum::serve(
+                    listener,
+                    vouch_witness::router(w, &cfg.submission_prefix, &cfg.monitoring_prefix),
+                )
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+                anyhow::Ok(0)
+            })
+        }
+        Command::Monitor {
+            log,
+            vkey,
+            state,
+            watch,
+            grace_secs,
+            once,
+            interval_secs,
+            metrics_listen,
+        } => {
+            let mut m = monitor::Monitor::new(monitor::Settings {
+                url: log,
+                vkey,
+                state,
+                watch,
+                grace_secs,
+            })?;
+            if let Some(addr) = metrics_listen {
+                let counters = m.counters.clone();
+                let l = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+                std::thread::spawn(move || {
+                    for mut s in l.incoming().flatten() {
+                        let mut buf = [0u8; 1024];
+                        let _ = s.read(&mut buf);
+                        let body = counters.render();
+                        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    }
+                });
+            }
+            if once {
+                return Ok(m.round()?.0);
+            }
+            loop {
+                match m.round() {
+                    Ok(s) if s.0 == 2 => {
+                        tracing::error!("log misbehaviour detected (see the report on stdout)")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "monitor round failed"),
+                }
+                std::thread::sleep(Duration::from_secs(interval_secs));
+            }
+        }
+    }
+}
