@@ -35,10 +35,13 @@ pub struct Shared {
     signed_gen: Mutex<u64>,
     signed_cv: Condvar,
     witnessed: bool,
-    cache: Mutex<HashMap<(u8, u64), Arc<Vec<Hash>>>>,
+    cache: Mutex<TileCache>,
     /// The store.
     pub store: Arc<dyn Store>,
 }
+
+/// Full (immutable) hash tiles by (level, index).
+type TileCache = HashMap<(u8, u64), Arc<Vec<Hash>>>;
 
 const CACHE_TILES: usize = 4096;
 
