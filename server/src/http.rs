@@ -528,7 +528,7 @@ fn prepare(st: &AppState, body: &[u8]) -> Result<Vec<Prepared>, ApiError> {
             ),
         ));
     }
-    let mut out = Vec::with_capacity(parts.len());
+    let mut atts = Vec::with_capacity(parts.len());
     for (i, part) in parts.iter().enumerate() {
         let a =
             Attestation::parse(part).map_err(|e| ApiError::bad(format!("attestation {i}: {e}")))?;
@@ -541,12 +541,29 @@ fn prepare(st: &AppState, body: &[u8]) -> Result<Vec<Prepared>, ApiError> {
                 ),
             ));
         }
-        a.verify().map_err(|e| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("attestation {i} ({}): {e}", a.path),
-            )
-        })?;
+        atts.push(a);
+    }
+    let fingerprints: Vec<String> = atts.iter().map(|a| a.fingerprint()).collect();
+    let items: Vec<crate::verify::Item> = atts
+        .iter()
+        .zip(&fingerprints)
+        .map(|(a, f)| crate::verify::Item {
+            msg: f.as_bytes(),
+            sig: a.sig,
+            key: *a.key.key(),
+        })
+        .collect();
+    if let Some(i) = crate::verify::first_invalid(&items) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "attestation {i} ({}): signature by builder key {} does not verify over the fingerprint",
+                atts[i].path, atts[i].key
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(atts.len());
+    for a in atts {
         let entry = a.to_entry();
         let references = match &entry.references {
             References::Inline(_) => None,

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod sequencer;
 pub mod state;
 pub mod store;
+pub mod verify;
 pub mod witnessing;
 
 use std::sync::Arc;
