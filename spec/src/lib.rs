@@ -18,11 +18,15 @@
 //! | [`nix`] | Nix's nix32, store paths, narinfo, keys and fingerprints |
 //! | [`attestation`] | the Vouch attestation entry (`spec/PROTOCOL.md` §3) |
 //!
-//! Everything is implemented here from the specifications; other
-//! implementations serve only as test oracles: the transparency-dev Merkle
-//! vectors, a real Tessera log, the C2SP examples, Go's `golang.org/x/mod`
-//! `sumdb/note` and `sumdb/tlog` (run by an interop test when Go is present),
-//! and the real `nix` binary for the Nix vectors.
+//! Everything is implemented here from the specifications, on `sha2`,
+//! `ed25519-dalek` and `base64` only. Other implementations are test
+//! oracles, not dependencies: the transparency-dev Merkle vectors, a real
+//! Tessera log, the C2SP examples, the real `nix` binary for the Nix vectors,
+//! and Go's `golang.org/x/mod/sumdb/note` and `sumdb/tlog`
+//! (`tests/go_interop.rs`). The Rust crates `tlog_tiles` and `signed_note`
+//! are ports of that same Go code, so we test against the original instead;
+//! `ct-merkle` and `rs_merkle` would only repeat what the naive RFC 6962
+//! recursion in [`hash::naive_root`] and the vectors already check.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -410,4 +410,11 @@ mod tests {
         }
         assert!(Policy::parse(b"quorum none").is_ok());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(lines in proptest::collection::vec("(log|witness|group|quorum|#|none| |[a-z0-9]{1,4}|2|any|all)( [a-z0-9+/=]{0,8}){0,4}", 0..8)) {
+            let _ = Policy::parse(lines.join("\n").as_bytes());
+        }
+    }
 }

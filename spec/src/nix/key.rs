@@ -294,4 +294,13 @@ mod tests {
         }
         assert!(format!("{sk:?}").find(&sk.encode()[10..]).is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_roundtrip(s in "[a-z0-9.-]{1,12}:[A-Za-z0-9+/=]{0,90}") {
+            if let Ok(k) = NixPublicKey::parse(&s) { proptest::prop_assert_eq!(k.to_string(), s.clone()); }
+            if let Ok(k) = NixSignature::parse(&s) { proptest::prop_assert_eq!(k.to_string(), s.clone()); }
+            if let Ok(k) = NixSecretKey::parse(&s) { proptest::prop_assert_eq!(k.encode(), s); }
+        }
+    }
 }

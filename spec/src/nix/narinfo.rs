@@ -343,4 +343,24 @@ mod tests {
             unknown
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_write_is_a_fixed_point(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            if let Ok(n) = NarInfo::parse(&data) {
+                let again = NarInfo::parse(n.to_text().as_bytes()).unwrap();
+                proptest::prop_assert_eq!(again, n);
+            }
+        }
+
+        #[test]
+        fn mutated_real_narinfo_never_panics(pos in 0usize..700, byte in proptest::prelude::any::<u8>()) {
+            let mut b = HELLO.as_bytes().to_vec();
+            let p = pos % b.len();
+            b[p] = byte;
+            if let Ok(n) = NarInfo::parse(&b) {
+                proptest::prop_assert_eq!(NarInfo::parse(n.to_text().as_bytes()).unwrap(), n);
+            }
+        }
+    }
 }
