@@ -1,2 +1,13 @@
-//! Placeholder: filled in by a later issue.
+//! # vouch: the Vouch client
+//!
+//! The verification library ([`verifier`]: the acceptance rule of
+//! `spec/PROTOCOL.md` §7 with durable per-log state in [`state`]), reading
+//! logs over HTTP ([`fetch`]), and the Nix substituter proxy
+//! ([`substituter`]). The `vouch` binary is the CLI over these.
 #![forbid(unsafe_code)]
+
+pub mod fetch;
+pub mod pathinfo;
+pub mod state;
+pub mod substituter;
+pub mod verifier;

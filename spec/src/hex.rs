@@ -13,7 +13,7 @@ pub fn encode(data: &[u8]) -> String {
 
 /// Decodes lowercase hex; uppercase digits are rejected as non-canonical.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {

@@ -2,65 +2,18 @@
 //! consistency proof from the log's tiles (any C2SP tlog-tiles log), and
 //! cosigns through the same checks as a pushed `add-checkpoint`.
 
-use std::io::Read;
 use std::time::Duration;
 
 use vouch_spec::checkpoint::Checkpoint;
-use vouch_spec::consistency;
 use vouch_spec::hash::Hash;
-use vouch_spec::merkle::{range_nodes, NodeId};
 use vouch_spec::note::Note;
-use vouch_spec::tile::{Tile, TileSet};
 use vouch_spec::witness::AddCheckpoint;
 
 use crate::Witness;
 
 /// Fetches `url` (up to `max` bytes), returning the body of a 200 or an error.
 pub fn fetch(agent: &ureq::Agent, url: &str, max: u64) -> anyhow::Result<Vec<u8>> {
-    let r = agent
-        .get(url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-    let mut body = Vec::new();
-    r.into_reader()
-        .take(max)
-        .read_to_end(&mut body)
-        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-    Ok(body)
-}
-
-/// Fetches the tiles needed for `nodes` in the tree of `size` from a
-/// tlog-tiles prefix. A partial tile that is gone is replaced by the prefix
-/// of the full tile, as tlog-tiles allows.
-pub fn fetch_tiles(
-    agent: &ureq::Agent,
-    prefix: &str,
-    size: u64,
-    nodes: &[NodeId],
-) -> anyhow::Result<TileSet> {
-    let mut set = TileSet::new(size);
-    for t in TileSet::tiles_for(size, nodes) {
-        let url = format!("{}/{}", prefix.trim_end_matches('/'), t.path());
-        let data = match fetch(agent, &url, 8192) {
-            Ok(d) => d,
-            Err(e) if !t.is_full() => {
-                let full = Tile { width: 256, ..t };
-                let d = fetch(
-                    agent,
-                    &format!("{}/{}", prefix.trim_end_matches('/'), full.path()),
-                    8192,
-                )
-                .map_err(|_| e)?;
-                d.get(..usize::from(t.width) * 32)
-                    .map(<[u8]>::to_vec)
-                    .unwrap_or(d)
-            }
-            Err(e) => return Err(e),
-        };
-        set.insert(&t, &data)
-            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    }
-    Ok(set)
+    Ok(vouch::fetch::get(agent, url, max)?)
 }
 
 /// A consistency proof from `old` to `new` computed from the log's tiles.
@@ -72,15 +25,7 @@ pub fn consistency_from_tiles(
     old: u64,
     new: u64,
 ) -> anyhow::Result<Vec<Hash>> {
-    if old == 0 || old == new {
-        return Ok(Vec::new());
-    }
-    let nodes: Vec<NodeId> = consistency::proof_ranges(old, new)?
-        .into_iter()
-        .flat_map(range_nodes)
-        .collect();
-    let set = fetch_tiles(agent, prefix, new, &nodes)?;
-    consistency::prove(old, new, &set).map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(vouch::fetch::consistency_proof(agent, prefix, old, new)?)
 }
 
 /// One poll of one log: returns the size cosigned afterwards.

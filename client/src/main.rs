@@ -1,0 +1,280 @@
+//! `vouch`: attest, submit and verify Nix store paths against a Vouch log,
+//! and run a verifying substituter for Nix.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use vouch::verifier::{ClientConfig, Verifier};
+use vouch_spec::attestation::Attestation;
+use vouch_spec::nix::{NarInfo, NixSecretKey};
+
+/// Verify Nix substitutes against a Vouch transparency log.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a builder signing key in Nix's format (the same as `nix key
+    /// generate-secret`) and print its public key. Existing Nix key files work as they are.
+    Keygen {
+        /// Key name, e.g. builder.example.org-1.
+        #[arg(long)]
+        name: String,
+        /// Where to write the secret key; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a signed attestation for a store path (from `nix path-info
+    /// --json`) or a narinfo file (its Sig: line by --key's name is reused if present).
+    Attest {
+        /// Nix secret key file of the builder.
+        #[arg(long)]
+        key: PathBuf,
+        /// A narinfo file to attest instead of a store path.
+        #[arg(long, conflicts_with = "path")]
+        narinfo: Option<PathBuf>,
+        /// The store path (needs `nix` on PATH).
+        path: Option<String>,
+        /// Store to query (passed to `nix path-info --store`).
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Submit attestation files to a log.
+    Submit {
+        /// The log's URL.
+        #[arg(long)]
+        log: String,
+        /// Wait until a checkpoint covers them and print tlog-proofs.
+        #[arg(long)]
+        wait: bool,
+        /// Attestation files (concatenated into one request).
+        files: Vec<PathBuf>,
+    },
+    /// Apply the acceptance rule to a narinfo and print the decision with its reasons.
+    Verify {
+        /// Client configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The narinfo file.
+        narinfo: PathBuf,
+    },
+    /// Run an HTTP binary cache for Nix that serves a narinfo only when the
+    /// acceptance rule holds; use it as Nix's substituter.
+    Substituter {
+        /// Client configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Upstream binary cache URL; repeatable, tried in order.
+        #[arg(long, required = true)]
+        upstream: Vec<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        listen: SocketAddr,
+    },
+    /// Clear the fork flag of the configured log after investigating its evidence.
+    ClearFork {
+        /// Client configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn load_config(path: &PathBuf) -> anyhow::Result<ClientConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading client config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| {
+        format!(
+            "client config {} (see README, \"Client configuration\")",
+            path.display()
+        )
+    })
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VOUCH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(e) = run() {
+        eprintln!("vouch: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Keygen { name, out } => {
+            let mut seed = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+                .context("reading /dev/urandom")?;
+            let sk = NixSecretKey::from_seed(&name, &seed)
+                .with_context(|| format!("key name {name:?}"))?;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
+            std::io::Write::write_all(&mut f, sk.encode().as_bytes())?;
+            println!("{}", sk.public());
+            Ok(())
+        }
+        Command::Attest {
+            key,
+            narinfo,
+            path,
+            store,
+        } => {
+            let text = std::fs::read_to_string(&key)
+                .with_context(|| format!("reading builder key {}", key.display()))?;
+            let sk = NixSecretKey::parse(text.trim()).with_context(|| format!("{} is not a Nix secret key (make one with `vouch keygen` or `nix key generate-secret`)", key.display()))?;
+            let a = match (narinfo, path) {
+                (Some(n), _) => {
+                    let data =
+                        std::fs::read(&n).with_context(|| format!("reading {}", n.display()))?;
+                    let ni = NarInfo::parse(&data)
+                        .with_context(|| format!("{} is not a valid narinfo", n.display()))?;
+                    Attestation::sign(
+                        ni.store_path,
+                        ni.nar_hash,
+                        ni.nar_size,
+                        ni.references,
+                        ni.deriver,
+                        &sk,
+                    )
+                }
+                (None, Some(p)) => {
+                    let mut cmd = std::process::Command::new("nix");
+                    cmd.args([
+                        "--extra-experimental-features",
+                        "nix-command",
+                        "path-info",
+                        "--json",
+                    ]);
+                    if let Some(s) = &store {
+                        cmd.args(["--store", s]);
+                    }
+                    let out = cmd
+                        .arg(&p)
+                        .output()
+                        .context("running `nix path-info --json` (is nix on PATH?)")?;
+                    if !out.status.success() {
+                        bail!(
+                            "nix path-info --json {p} failed: {}",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        );
+                    }
+                    let infos = vouch::pathinfo::parse(&out.stdout)?;
+                    let i = infos
+                        .into_iter()
+                        .next()
+                        .with_context(|| format!("nix path-info printed nothing for {p}"))?;
+                    Attestation::sign(i.path, i.nar_hash, i.nar_size, i.references, i.deriver, &sk)
+                }
+                (None, None) => bail!("give a store path or --narinfo FILE"),
+            };
+            std::io::Write::write_all(&mut std::io::stdout(), &a.encode())?;
+            Ok(())
+        }
+        Command::Submit { log, wait, files } => {
+            let mut body = Vec::new();
+            for f in &files {
+                body.extend(
+                    std::fs::read(f)
+                        .with_context(|| format!("reading attestation {}", f.display()))?,
+                );
+            }
+            let url = format!(
+                "{}/vouch/v1/submit{}",
+                log.trim_end_matches('/'),
+                if wait { "?wait=1" } else { "" }
+            );
+            match ureq::post(&url)
+                .set("Content-Type", "text/plain")
+                .send_bytes(&body)
+            {
+                Ok(r) => {
+                    println!("{}", r.into_string()?);
+                    Ok(())
+                }
+                Err(ureq::Error::Status(code, r)) => bail!(
+                    "log {log} refused the submission ({code}): {}",
+                    r.into_string().unwrap_or_default().trim()
+                ),
+                Err(e) => bail!("cannot reach log {log}: {e}"),
+            }
+        }
+        Command::Verify { config, narinfo } => {
+            let v = Verifier::new(load_config(&config)?)?;
+            let data = std::fs::read(&narinfo)
+                .with_context(|| format!("reading {}", narinfo.display()))?;
+            let n = NarInfo::parse(&data)
+                .with_context(|| format!("{} is not a valid narinfo", narinfo.display()))?;
+            match v.check_narinfo(&n) {
+                Ok(a) => {
+                    println!(
+                        "ACCEPT {}: attested by {} under checkpoint size {}",
+                        n.store_path,
+                        a.builders.join(", "),
+                        a.tree_size
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    println!("REJECT {}: {e}", n.store_path);
+                    std::process::exit(2);
+                }
+            }
+        }
+        Command::Substituter {
+            config,
+            upstream,
+            listen,
+        } => {
+            let v = Verifier::new(load_config(&config)?)?;
+            let s = Arc::new(vouch::substituter::Substituter::new(v, upstream));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                tracing::info!(addr = %l.local_addr()?, "substituter serving");
+                axum::serve(l, vouch::substituter::router(s))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                anyhow::Ok(())
+            })
+        }
+        Command::ClearFork { config } => {
+            let cfg = load_config(&config)?;
+            let text = std::fs::read(&cfg.policy_file)
+                .with_context(|| format!("reading {}", cfg.policy_file.display()))?;
+            let policy = vouch_spec::policy::Policy::parse(&text)?;
+            let st = vouch::state::StateDir::open(&cfg.state_dir)?;
+            for l in &policy.logs {
+                let origin = vouch_spec::note::NoteVerifier::name(&l.verifier).to_string();
+                st.clear_fork(&origin)?;
+                println!("cleared fork flag for {origin}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The substituter with the real `nix` (Debian's nix-bin) on loopback.
+//! Nix builds small derivations, two builder keys sign them, `nix copy --to
+//! file://` publishes them as the upstream cache, attestations go to a real
+//! `vouch-log`, and `nix copy --from http://<vouch substituter>` must get a
+//! path only when the acceptance rule holds: two trusted builders agreeing,
+//! none disagreeing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use vouch_spec::attestation::Attestation;
+use vouch_spec::nix::{NarInfo, NixSecretKey};
+use vouch_tests::{binary, builder, free_port, temp_dir, Log};
+
+const NIX_CONFIG: &str = "experimental-features = nix-command\nbuild-users-group =\nsandbox = false\nsubstituters =\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0";
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nix(home: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?} (install nix-bin, as .ci/run does): {e}"));
+    // stderr first, stdout last, so callers find printed paths at the end.
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (out.status.success(), text)
+}
+
+fn must(home: &Path, args: &[&str]) -> String {
+    let (ok, out) = nix(home, args);
+    assert!(ok, "{args:?} failed:\n{out}");
+    out
+}
+
+fn key_file(dir: &Path, k: &NixSecretKey) -> PathBuf {
+    let p = dir.join(format!("{}.sec", k.name()));
+    std::fs::write(&p, k.encode()).unwrap();
+    p
+}
+
+fn narinfo(cache: &Path, store_path: &str) -> NarInfo {
+    let hash = &Path::new(store_path).file_name().unwrap().to_str().unwrap()[..32];
+    NarInfo::parse(&std::fs::read(cache.join(format!("{hash}.narinfo"))).unwrap()).unwrap()
+}
+
+fn submit(log: &Log, a: &Attestation) {
+    let (s, b) = log.submit(&a.encode(), false);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+}
+
+#[test]
+fn nix_copies_only_what_enough_trusted_builders_agree_on() {
+    let dir = temp_dir("nix");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let nonce = std::process::id();
+    std::fs::write(
+        dir.join("default.nix"),
+        format!(
+            r#"rec {{
+  dep = derivation {{ name = "vouch-e2e-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo dep {nonce} > $out" ]; }};
+  hello = derivation {{ name = "vouch-e2e-hello"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hello {nonce} > $out; echo ${{dep}} >> $out" ]; }};
+  lonely = derivation {{ name = "vouch-e2e-lonely"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo lonely {nonce} > $out" ]; }};
+}}"#
+        ),
+    )
+    .unwrap();
+    let nixfile = dir.join("default.nix");
+    let build = |attr: &str| {
+        let out = must(
+            &home,
+            &[
+                "nix-build",
+                nixfile.to_str().unwrap(),
+                "-A",
+                attr,
+                "--no-out-link",
+            ],
+        );
+        out.lines()
+            .rev()
+            .find(|l| l.starts_with("/nix/store/"))
+            .unwrap_or_else(|| panic!("no store path in:\n{out}"))
+            .trim()
+            .to_string()
+    };
+    let (hello, dep, lonely) = (build("hello"), build("dep"), build("lonely"));
+    let keys = [builder(21), builder(22), builder(23)];
+    for k in &keys[..2] {
+        let f = key_file(&dir, k);
+        must(
+            &home,
+            &[
+                "nix",
+                "store",
+                "sign",
+                "--key-file",
+                f.to_str().unwrap(),
+                &hello,
+                &dep,
+                &lonely,
+            ],
+        );
+    }
+    let cache = dir.join("cache-upstream");
+    let to = format!("file://{}", cache.display());
+    must(&home, &["nix", "copy", "--to", &to, &hello, &lonely]);
+    let up_port = free_port();
+    let _up = Proc(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(&cache)
+            .arg(up_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let log = Log::start("");
+    std::fs::write(
+        dir.join("policy"),
+        format!("log {}\nquorum none\n", log.vkey),
+    )
+    .unwrap();
+    let trusted: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public())).collect();
+    std::fs::write(
+        dir.join("client.toml"),
+        format!(
+            "log_url = \"{}\"\npolicy_file = \"{}\"\ntrusted_builders = [{}]\nrequired_builders = 2\nstate_dir = \"{}\"\n",
+            log.url,
+            dir.join("policy").display(),
+            trusted.join(", "),
+            dir.join("client-state").display()
+        ),
+    )
+    .unwrap();
+    let sub_port = free_port();
+    let _sub = Proc(
+        Command::new(binary("vouch"))
+            .args(["substituter", "--config"])
+            .arg(dir.join("client.toml"))
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{up_port}"),
+                "--listen",
+                &format!("127.0.0.1:{sub_port}"),
+            ])
+            .env("VOUCH_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let sub = format!("http://127.0.0.1:{sub_port}");
+    let start = std::time::Instant::now();
+    while ureq::get(&format!("{sub}/nix-cache-info")).call().is_err() {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "substituter did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pubkeys: Vec<String> = keys.iter().map(|k| k.public().to_string()).collect();
+    let tpk = pubkeys.join(" ");
+    let copy = |path: &str, dest: &Path| {
+        nix(
+            &home,
+            &[
+                "nix",
+                "copy",
+                "--from",
+                &sub,
+                "--to",
+                dest.to_str().unwrap(),
+                path,
+                "--option",
+                "trusted-public-keys",
+                &tpk,
+            ],
+        )
+    };
+
+    // Only builder 1 has attested: under a two-builder policy Nix gets nothing.
+    for p in [&hello, &dep] {
+        submit(
+            &log,
+            &Attestation::from_narinfo(&narinfo(&cache, p), &keys[0].public()).unwrap(),
+        );
+    }
+    let dest1 = dir.join("store1");
+    let (ok, out) = copy(&hello, &dest1);
+    assert!(!ok, "nix copied with one attestation:\n{out}");
+    assert!(!dest1.join(hello.trim_start_matches('/')).exists());
+
+    // Builder 2 agrees: now Nix copies the path and its dependency.
+    for p in [&hello, &dep] {
+        submit(
+            &log,
+            &Attestation::from_narinfo(&narinfo(&cache, p), &keys[1].public()).unwrap(),
+        );
+    }
+    let dest2 = dir.join("store2");
+    let (ok, out) = copy(&hello, &dest2);
+    assert!(ok, "nix copy failed with two agreeing builders:\n{out}");
+    let copied = std::fs::read_to_string(dest2.join(hello.trim_start_matches('/'))).unwrap();
+    assert!(copied.starts_with(&format!("hello {nonce}")));
+
+    // A trusted builder disagrees on `lonely`: rejected although two agree.
+    let ni = narinfo(&cache, &lonely);
+    for k in &keys[..2] {
+        submit(&log, &Attestation::from_narinfo(&ni, &k.public()).unwrap());
+    }
+    let mut other = ni.nar_hash;
+    other[0] ^= 0xff;
+    submit(
+        &log,
+        &Attestation::sign(
+            ni.store_path.clone(),
+            other,
+            ni.nar_size,
+            ni.references.clone(),
+            None,
+            &keys[2],
+        ),
+    );
+    let dest3 = dir.join("store3");
+    let (ok, out) = copy(&lonely, &dest3);
+    assert!(!ok, "nix copied a path a trusted builder disputes:\n{out}");
+
+    // The decisions are visible in the substituter's metrics.
+    let m = ureq::get(&format!("{sub}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(m.contains("decision=\"too_few_builders\""), "{m}");
+    assert!(m.contains("decision=\"disagreement\""), "{m}");
+    assert!(m.contains("decision=\"accepted\""), "{m}");
+
+    // `vouch verify` explains the same decisions.
+    let v = |p: &str| {
+        let hash = &Path::new(p).file_name().unwrap().to_str().unwrap()[..32];
+        Command::new(binary("vouch"))
+            .args(["verify", "--config"])
+            .arg(dir.join("client.toml"))
+            .arg(cache.join(format!("{hash}.narinfo")))
+            .output()
+            .unwrap()
+    };
+    let ok = v(&hello);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ACCEPT"));
+    let bad = v(&lonely);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("attest a different NAR"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&dir).status();
+    let _ = std::fs::remove_dir_all(&dir);
+}
