@@ -8,6 +8,7 @@
 
 pub mod fetch;
 pub mod pathinfo;
+pub mod spool;
 pub mod state;
 pub mod substituter;
 pub mod verifier;

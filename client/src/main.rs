@@ -79,6 +79,34 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8082")]
         listen: SocketAddr,
     },
+    /// Nix post-build-hook: attest the outputs of the build (OUT_PATHS, or
+    /// derived from DRV_PATH when Nix leaves it empty) and drop the
+    /// attestations into a spool directory. Never fails or blocks a build:
+    /// problems are printed and it exits 0. Nix runs hooks without
+    /// arguments, so point `post-build-hook` at a script that calls this.
+    PostBuildHook {
+        /// Nix secret key file of this builder.
+        #[arg(long, env = "VOUCH_KEY")]
+        key: PathBuf,
+        /// Spool directory (delivered by `vouch sender`).
+        #[arg(long, env = "VOUCH_SPOOL")]
+        spool: PathBuf,
+    },
+    /// Deliver spooled attestations to a log, with retries and backoff.
+    Sender {
+        /// The log's URL.
+        #[arg(long)]
+        log: String,
+        /// Spool directory.
+        #[arg(long)]
+        spool: PathBuf,
+        /// Attestations per request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// One pass, then exit (status 1 if anything is left to send).
+        #[arg(long)]
+        once: bool,
+    },
     /// Clear the fork flag of the configured log after investigating its evidence.
     ClearFork {
         /// Client configuration (TOML).
@@ -96,6 +124,86 @@ fn load_config(path: &PathBuf) -> anyhow::Result<ClientConfig> {
             path.display()
         )
     })
+}
+
+fn load_key(key: &PathBuf) -> anyhow::Result<NixSecretKey> {
+    let text = std::fs::read_to_string(key)
+        .with_context(|| format!("reading builder key {}", key.display()))?;
+    NixSecretKey::parse(text.trim()).with_context(|| {
+        format!("{} is not a Nix secret key (make one with `vouch keygen` or `nix key generate-secret`)", key.display())
+    })
+}
+
+fn nix_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let out = std::process::Command::new("nix")
+        .args(["--extra-experimental-features", "nix-command"])
+        .args(args)
+        .output()
+        .with_context(|| format!("running `nix {}` (is nix on PATH?)", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`nix {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+fn path_info(path: &str, store: Option<&str>) -> anyhow::Result<vouch::pathinfo::PathInfo> {
+    let mut args = vec!["path-info", "--json"];
+    if let Some(s) = store {
+        args.extend(["--store", s]);
+    }
+    args.push(path);
+    let infos = vouch::pathinfo::parse(&nix_json(&args)?)?;
+    infos
+        .into_iter()
+        .next()
+        .with_context(|| format!("nix path-info printed nothing for {path}"))
+}
+
+/// Output paths of a derivation, from `nix show-derivation` (Nix 2.8) or
+/// `nix derivation show` (newer Nix).
+fn drv_outputs(drv: &str) -> anyhow::Result<Vec<String>> {
+    let json =
+        nix_json(&["show-derivation", drv]).or_else(|_| nix_json(&["derivation", "show", drv]))?;
+    let v: serde_json::Value = serde_json::from_slice(&json).context("parsing derivation JSON")?;
+    let mut out = Vec::new();
+    for d in v.as_object().into_iter().flat_map(|m| m.values()) {
+        for o in d["outputs"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            if let Some(p) = o["path"].as_str() {
+                out.push(p.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn post_build_hook(key: &PathBuf, spool: &std::path::Path) -> anyhow::Result<()> {
+    let sk = load_key(key)?;
+    let mut paths: Vec<String> = std::env::var("OUT_PATHS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if paths.is_empty() {
+        let drv = std::env::var("DRV_PATH")
+            .context("neither OUT_PATHS nor DRV_PATH is set (run this as Nix's post-build-hook)")?;
+        paths = drv_outputs(&drv)?;
+    }
+    for p in paths {
+        let i = path_info(&p, None)?;
+        let a = Attestation::sign(i.path, i.nar_hash, i.nar_size, i.references, i.deriver, &sk);
+        let f = vouch::spool::put(spool, &a)
+            .with_context(|| format!("writing to spool {}", spool.display()))?;
+        eprintln!("vouch: attested {p} into {}", f.display());
+    }
+    Ok(())
 }
 
 fn main() {
@@ -139,9 +247,7 @@ fn run() -> anyhow::Result<()> {
             path,
             store,
         } => {
-            let text = std::fs::read_to_string(&key)
-                .with_context(|| format!("reading builder key {}", key.display()))?;
-            let sk = NixSecretKey::parse(text.trim()).with_context(|| format!("{} is not a Nix secret key (make one with `vouch keygen` or `nix key generate-secret`)", key.display()))?;
+            let sk = load_key(&key)?;
             let a = match (narinfo, path) {
                 (Some(n), _) => {
                     let data =
@@ -158,31 +264,7 @@ fn run() -> anyhow::Result<()> {
                     )
                 }
                 (None, Some(p)) => {
-                    let mut cmd = std::process::Command::new("nix");
-                    cmd.args([
-                        "--extra-experimental-features",
-                        "nix-command",
-                        "path-info",
-                        "--json",
-                    ]);
-                    if let Some(s) = &store {
-                        cmd.args(["--store", s]);
-                    }
-                    let out = cmd
-                        .arg(&p)
-                        .output()
-                        .context("running `nix path-info --json` (is nix on PATH?)")?;
-                    if !out.status.success() {
-                        bail!(
-                            "nix path-info --json {p} failed: {}",
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        );
-                    }
-                    let infos = vouch::pathinfo::parse(&out.stdout)?;
-                    let i = infos
-                        .into_iter()
-                        .next()
-                        .with_context(|| format!("nix path-info printed nothing for {p}"))?;
+                    let i = path_info(&p, store.as_deref())?;
                     Attestation::sign(i.path, i.nar_hash, i.nar_size, i.references, i.deriver, &sk)
                 }
                 (None, None) => bail!("give a store path or --narinfo FILE"),
@@ -262,6 +344,26 @@ fn run() -> anyhow::Result<()> {
                     .await?;
                 anyhow::Ok(())
             })
+        }
+        Command::PostBuildHook { key, spool } => {
+            if let Err(e) = post_build_hook(&key, &spool) {
+                // Never fail the build.
+                eprintln!("vouch post-build-hook: {e:#} (the build is unaffected)");
+            }
+            Ok(())
+        }
+        Command::Sender {
+            log,
+            spool,
+            batch,
+            once,
+        } => {
+            let left = vouch::spool::run(&log, &spool, batch, once)
+                .with_context(|| format!("spool {}", spool.display()))?;
+            if left > 0 {
+                bail!("{left} attestation(s) still in {} (log {log} unreachable or busy); run again later", spool.display());
+            }
+            Ok(())
         }
         Command::ClearFork { config } => {
             let cfg = load_config(&config)?;

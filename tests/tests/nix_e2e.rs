@@ -32,7 +32,7 @@ fn nix(home: &Path, args: &[&str]) -> (bool, String) {
         .unwrap_or_else(|e| panic!("running {args:?} (install nix-bin, as .ci/run does): {e}"));
     // stderr first, stdout last, so callers find printed paths at the end.
     let text = format!(
-        "{}\n--- stderr ---\n{}",
+        "{}\n--- stdout ---\n{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
@@ -269,6 +269,171 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
         "{}",
         String::from_utf8_lossy(&bad.stdout)
     );
+
+    // A checkpoint without the witness quorum the client requires: refused.
+    let w =
+        vouch_spec::cosignature::CosignatureSigner::from_seed("w.vouch.test", &[9; 32]).unwrap();
+    std::fs::write(
+        dir.join("policy-witnessed"),
+        format!(
+            "log {}\nwitness w {}\nquorum w\n",
+            log.vkey,
+            w.verifier().vkey()
+        ),
+    )
+    .unwrap();
+    let cfg2 = std::fs::read_to_string(dir.join("client.toml"))
+        .unwrap()
+        .replace("/policy\"", "/policy-witnessed\"")
+        .replace("client-state", "client-state-2");
+    std::fs::write(dir.join("client-witnessed.toml"), cfg2).unwrap();
+    let v2 = Command::new(binary("vouch"))
+        .args(["verify", "--config"])
+        .arg(dir.join("client-witnessed.toml"))
+        .arg(cache.join(format!(
+            "{}.narinfo",
+            &Path::new(&hello).file_name().unwrap().to_str().unwrap()[..32]
+        )))
+        .output()
+        .unwrap();
+    assert_eq!(v2.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&v2.stdout).contains("witness quorum not met"),
+        "{}",
+        String::from_utf8_lossy(&v2.stdout)
+    );
+
+    // A fork: the same log key and origin serve a different history at the
+    // same address. The substituter refuses, and keeps refusing.
+    let (vkey, port) = (log.vkey.clone(), log.port);
+    let fork_dir = temp_dir("nixfork");
+    std::fs::copy(log.dir.join("log.key"), fork_dir.join("log.key")).unwrap();
+    drop(log);
+    let mut fork = Log::start_in(fork_dir, vkey, "", true);
+    for i in 0..20 {
+        submit(&fork, &vouch_tests::attestation(&keys[0], 5000 + i, 0));
+    }
+    for k in &keys[..2] {
+        submit(
+            &fork,
+            &Attestation::from_narinfo(&narinfo(&cache, &hello), &k.public()).unwrap(),
+        );
+        submit(
+            &fork,
+            &Attestation::from_narinfo(&narinfo(&cache, &dep), &k.public()).unwrap(),
+        );
+    }
+    fork.terminate();
+    fork.port = port;
+    fork.url = format!("http://127.0.0.1:{port}");
+    fork.restart();
+    let dest4 = dir.join("store4");
+    let (ok, out) = copy(&hello, &dest4);
+    assert!(!ok, "nix copied from a forked log:\n{out}");
+    let forked = v(&hello);
+    assert_eq!(forked.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&forked.stdout).into_owned();
+    assert!(
+        text.contains("forked") || text.contains("refused"),
+        "{text}"
+    );
+    let m = ureq::get(&format!("{sub}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(m.contains("decision=\"log_fork\""), "{m}");
+    let evidence: Vec<_> = std::fs::read_dir(dir.join("client-state"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "fork"))
+        .collect();
+    assert_eq!(evidence.len(), 1, "fork evidence is recorded");
+    let ev = std::fs::read_to_string(evidence[0].path()).unwrap();
+    assert!(
+        ev.contains("Checkpoint seen before") && ev.matches(vouch_tests::ORIGIN).count() >= 2,
+        "{ev}"
+    );
     let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&dir).status();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn post_build_hook_spools_and_the_sender_delivers() {
+    let dir = temp_dir("hook");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = builder(31);
+    let keyfile = key_file(&dir, &key);
+    let spool = dir.join("spool");
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nexec {} post-build-hook --key {} --spool {}\n",
+            binary("vouch").display(),
+            keyfile.display(),
+            spool.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap();
+    std::fs::write(
+        dir.join("default.nix"),
+        format!(
+            r#"derivation {{ name = "vouch-e2e-hooked"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hooked {} > $out" ]; }}"#,
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let out = must(
+        &home,
+        &[
+            "nix-build",
+            dir.join("default.nix").to_str().unwrap(),
+            "--no-out-link",
+            "--option",
+            "post-build-hook",
+            hook.to_str().unwrap(),
+        ],
+    );
+    let path = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("/nix/store/"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let spooled = vouch::spool::pending(&spool).unwrap();
+    assert_eq!(spooled.len(), 1, "the hook spooled one attestation:\n{out}");
+
+    let log = Log::start("");
+    let st = Command::new(binary("vouch"))
+        .args(["sender", "--once", "--log", &log.url, "--spool"])
+        .arg(&spool)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(vouch::spool::pending(&spool).unwrap().is_empty());
+    let hp = &Path::new(&path).file_name().unwrap().to_str().unwrap()[..32];
+    let (s, body) = log.get(&format!("/vouch/v1/lookup/{hp}"));
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let entry = vouch_spec::attestation::Entry::decode(
+        v["entries"][0]["entry"].as_str().unwrap().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(entry.path.full(), path);
+    assert_eq!(entry.key, key.public());
+    entry.verify(None).unwrap();
+    // The attested NAR hash is the one Nix itself reports.
+    let info = must(&home, &["nix", "path-info", "--json", &path]);
+    let json = info.rsplit("--- stdout ---").next().unwrap_or(&info);
+    let pi = vouch::pathinfo::parse(json.trim().as_bytes()).unwrap();
+    assert_eq!(pi[0].nar_hash, entry.nar_hash);
     let _ = std::fs::remove_dir_all(&dir);
 }
