@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fetch;
+pub mod nar;
 pub mod pathinfo;
 pub mod spool;
 pub mod state;

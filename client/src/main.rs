@@ -46,6 +46,10 @@ enum Command {
         /// Store to query (passed to `nix path-info --store`).
         #[arg(long)]
         store: Option<String>,
+        /// Serialise the NAR from the filesystem instead of asking `nix`
+        /// (references found by scanning the contents, deriver unknown).
+        #[arg(long, conflicts_with = "narinfo")]
+        from_fs: bool,
     },
     /// Submit attestation files to a log.
     Submit {
@@ -184,6 +188,33 @@ fn drv_outputs(drv: &str) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+fn attest_from_fs(p: &str, sk: &NixSecretKey) -> anyhow::Result<Attestation> {
+    let path =
+        vouch_spec::nix::StorePath::parse(p).with_context(|| format!("{p} is not a store path"))?;
+    let nar = vouch::nar::summarize(std::path::Path::new(p), path.store_dir())
+        .with_context(|| format!("reading {p} to serialise its NAR"))?;
+    let mut references = Vec::new();
+    if !nar.hash_parts.is_empty() {
+        let dir = path.store_dir();
+        for e in std::fs::read_dir(dir)
+            .with_context(|| format!("listing {dir} to resolve references"))?
+        {
+            let name = e?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() > 33
+                && nar.hash_parts.contains(&name[..32])
+                && !name.ends_with(".drv")
+                && !name.ends_with(".lock")
+            {
+                references.push(vouch_spec::nix::StorePath::from_base(dir, name)?);
+            }
+        }
+    }
+    Ok(Attestation::sign(
+        path, nar.hash, nar.size, references, None, sk,
+    ))
+}
+
 fn post_build_hook(key: &PathBuf, spool: &std::path::Path) -> anyhow::Result<()> {
     let sk = load_key(key)?;
     let mut paths: Vec<String> = std::env::var("OUT_PATHS")
@@ -246,6 +277,7 @@ fn run() -> anyhow::Result<()> {
             narinfo,
             path,
             store,
+            from_fs,
         } => {
             let sk = load_key(&key)?;
             let a = match (narinfo, path) {
@@ -263,6 +295,7 @@ fn run() -> anyhow::Result<()> {
                         &sk,
                     )
                 }
+                (None, Some(p)) if from_fs => attest_from_fs(&p, &sk)?,
                 (None, Some(p)) => {
                     let i = path_info(&p, store.as_deref())?;
                     Attestation::sign(i.path, i.nar_hash, i.nar_size, i.references, i.deriver, &sk)

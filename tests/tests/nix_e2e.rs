@@ -115,6 +115,42 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
             ],
         );
     }
+    // `vouch attest --from-fs` serialises the NAR itself and finds the
+    // references by scanning: it must agree with Nix on all of it.
+    let kf = key_file(&dir, &keys[0]);
+    let fs = Command::new(binary("vouch"))
+        .args(["attest", "--from-fs", "--key"])
+        .arg(&kf)
+        .arg(&hello)
+        .output()
+        .unwrap();
+    assert!(
+        fs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fs.stderr)
+    );
+    let via_nix = Command::new(binary("vouch"))
+        .args(["attest", "--key"])
+        .arg(&kf)
+        .arg(&hello)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        via_nix.status.success(),
+        "{}",
+        String::from_utf8_lossy(&via_nix.stderr)
+    );
+    let (a_fs, a_nix) = (
+        Attestation::parse(&fs.stdout).unwrap(),
+        Attestation::parse(&via_nix.stdout).unwrap(),
+    );
+    assert_eq!(
+        (a_fs.nar_hash, a_fs.nar_size, &a_fs.references),
+        (a_nix.nar_hash, a_nix.nar_size, &a_nix.references)
+    );
+    assert_eq!(a_fs.references.len(), 1, "hello refers to dep");
     let cache = dir.join("cache-upstream");
     let to = format!("file://{}", cache.display());
     must(&home, &["nix", "copy", "--to", &to, &hello, &lonely]);
