@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use vouch::verifier::{ClientConfig, Verifier};
 use vouch_spec::attestation::Attestation;
 use vouch_spec::nix::{NarInfo, NixSecretKey};
+use vouch_spec::tlog_proof::TlogProof;
 
 /// Verify Nix substitutes against a Vouch transparency log.
 #[derive(Parser)]
@@ -62,13 +63,31 @@ enum Command {
         /// Attestation files (concatenated into one request).
         files: Vec<PathBuf>,
     },
-    /// Apply the acceptance rule to a narinfo and print the decision with its reasons.
+    /// Apply the acceptance rule to a narinfo and print the decision with its
+    /// reasons (exit 2 on rejection). With --bundle, offline: only the given
+    /// tlog-proof files are used, no network.
     Verify {
         /// Client configuration (TOML).
         #[arg(long)]
         config: PathBuf,
         /// The narinfo file.
         narinfo: PathBuf,
+        /// tlog-proof files to verify offline instead of asking the log; repeatable.
+        #[arg(long)]
+        bundle: Vec<PathBuf>,
+    },
+    /// Write tlog-proof bundles for every attestation of a store path, as
+    /// <out>/<hash part>.vouch/<n>.tlog-proof (the layout a cache can publish
+    /// beside its narinfo files).
+    Proof {
+        /// The log's URL.
+        #[arg(long)]
+        log: String,
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The store path (or its hash part).
+        path: String,
     },
     /// Run an HTTP binary cache for Nix that serves a narinfo only when the
     /// acceptance rule holds; use it as Nix's substituter.
@@ -82,6 +101,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8082")]
         listen: SocketAddr,
+        /// Verify with tlog-proof bundles published beside the narinfo
+        /// (<hash>.vouch/<n>.tlog-proof) instead of asking the log.
+        #[arg(long)]
+        bundles: bool,
     },
     /// Nix post-build-hook: attest the outputs of the build (OUT_PATHS, or
     /// derived from DRV_PATH when Nix leaves it empty) and drop the
@@ -333,13 +356,30 @@ fn run() -> anyhow::Result<()> {
                 Err(e) => bail!("cannot reach log {log}: {e}"),
             }
         }
-        Command::Verify { config, narinfo } => {
+        Command::Verify {
+            config,
+            narinfo,
+            bundle,
+        } => {
             let v = Verifier::new(load_config(&config)?)?;
             let data = std::fs::read(&narinfo)
                 .with_context(|| format!("reading {}", narinfo.display()))?;
             let n = NarInfo::parse(&data)
                 .with_context(|| format!("{} is not a valid narinfo", narinfo.display()))?;
-            match v.check_narinfo(&n) {
+            let result = if bundle.is_empty() {
+                v.check_narinfo(&n)
+            } else {
+                let mut proofs = Vec::new();
+                for b in &bundle {
+                    let d = std::fs::read(b).with_context(|| format!("reading {}", b.display()))?;
+                    proofs.push(
+                        TlogProof::parse(&d)
+                            .with_context(|| format!("{} is not a tlog-proof", b.display()))?,
+                    );
+                }
+                v.check_narinfo_offline(&n, &proofs)
+            };
+            match result {
                 Ok(a) => {
                     println!(
                         "ACCEPT {}: attested by {} under checkpoint size {}",
@@ -355,13 +395,54 @@ fn run() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Proof { log, out, path } => {
+            let hash = path
+                .rsplit('/')
+                .next()
+                .unwrap_or(&path)
+                .chars()
+                .take(32)
+                .collect::<String>();
+            anyhow::ensure!(
+                vouch_spec::nix::store_path::valid_hash_part(&hash),
+                "{path} is not a store path or hash part"
+            );
+            let base = log.trim_end_matches('/');
+            let body = ureq::get(&format!("{base}/vouch/v1/lookup/{hash}"))
+                .call()
+                .with_context(|| format!("looking up {hash} in log {log}"))?
+                .into_string()?;
+            let v: serde_json::Value = serde_json::from_str(&body)
+                .with_context(|| format!("log {log} answered a lookup with bad JSON"))?;
+            let dir = out.join(format!("{hash}.vouch"));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            anyhow::ensure!(
+                !entries.is_empty(),
+                "log {log} has no attestation for {hash}"
+            );
+            for (n, e) in entries.iter().enumerate() {
+                let i = e["index"].as_u64().context("lookup entry without index")?;
+                let proof = ureq::get(&format!("{base}/vouch/v1/bundle/{i}"))
+                    .call()
+                    .with_context(|| format!("fetching the proof of entry {i} from {log}"))?
+                    .into_string()?;
+                let f = dir.join(format!("{n}.tlog-proof"));
+                std::fs::write(&f, proof).with_context(|| format!("writing {}", f.display()))?;
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
         Command::Substituter {
             config,
             upstream,
             listen,
+            bundles,
         } => {
             let v = Verifier::new(load_config(&config)?)?;
-            let s = Arc::new(vouch::substituter::Substituter::new(v, upstream));
+            let mut s = vouch::substituter::Substituter::new(v, upstream);
+            s.bundles = bundles;
+            let s = Arc::new(s);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

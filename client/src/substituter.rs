@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use vouch_spec::nix::NarInfo;
+use vouch_spec::tlog_proof::TlogProof;
 
 use crate::verifier::Verifier;
 
@@ -24,6 +25,8 @@ pub struct Substituter {
     pub verifier: Verifier,
     /// Upstream cache URLs, tried in order.
     pub upstreams: Vec<String>,
+    /// Verify with tlog-proofs published beside the narinfo, not the log.
+    pub bundles: bool,
     agent: ureq::Agent,
     decisions: Mutex<BTreeMap<String, u64>>,
 }
@@ -37,6 +40,7 @@ impl Substituter {
         Substituter {
             verifier,
             upstreams,
+            bundles: false,
             agent,
             decisions: Mutex::new(BTreeMap::new()),
         }
@@ -108,7 +112,19 @@ async fn narinfo(s: Arc<Substituter>, hash: String) -> Response {
         if n.store_path.hash_part() != hash {
             return Err(("bad_narinfo".into(), format!("{hash}.narinfo describes {}", n.store_path)));
         }
-        match s2.verifier.check_narinfo(&n) {
+        let decision = if s2.bundles {
+            let mut proofs = Vec::new();
+            for i in 0..64 {
+                let Some(r) = s2.upstream(&format!("{hash}.vouch/{i}.tlog-proof")) else { break };
+                let mut b = Vec::new();
+                r.into_reader().take(1 << 20).read_to_end(&mut b).map_err(|e| ("upstream_error".to_string(), e.to_string()))?;
+                proofs.push(TlogProof::parse(&b).map_err(|e| ("bad_bundle".to_string(), format!("{hash}.vouch/{i}.tlog-proof: {e}")))?);
+            }
+            s2.verifier.check_narinfo_offline(&n, &proofs)
+        } else {
+            s2.verifier.check_narinfo(&n)
+        };
+        match decision {
             Ok(a) => {
                 tracing::info!(path = %n.store_path, builders = ?a.builders, tree_size = a.tree_size, "accepted");
                 Ok(body)

@@ -14,6 +14,7 @@ use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::nix::{NarInfo, NixPublicKey};
 use vouch_spec::note::Note;
 use vouch_spec::policy::{Policy, PolicyCheckpoint};
+use vouch_spec::tlog_proof::TlogProof;
 use vouch_spec::{consistency, inclusion};
 
 use crate::fetch::{self, FetchError};
@@ -365,22 +366,15 @@ impl Verifier {
             url: url.clone(),
             msg: e.to_string(),
         })?;
-        let mut agreeing: BTreeSet<String> = BTreeSet::new();
-        let mut disagreeing: BTreeSet<String> = BTreeSet::new();
+        let mut included = Vec::new();
         for le in lookup.entries.iter().filter(|e| e.index < size) {
             let entry = Entry::decode(le.entry.as_bytes()).map_err(|e| Rejection::BadEntry {
                 index: le.index,
                 msg: e.to_string(),
             })?;
-            if entry.path != narinfo.store_path {
-                return Err(Rejection::BadEntry {
-                    index: le.index,
-                    msg: format!("lookup returned an entry for {}", entry.path),
-                });
-            }
-            let Some(key) = self.trusted.iter().find(|k| **k == entry.key) else {
+            if !self.trusted.contains(&entry.key) {
                 continue;
-            };
+            }
             // Included under the verified checkpoint.
             let proof = fetch::inclusion_proof(&self.agent, &self.cfg.log_url, le.index, size)?;
             inclusion::verify(
@@ -394,6 +388,66 @@ impl Verifier {
                 index: le.index,
                 msg: e.to_string(),
             })?;
+            included.push((le.index, entry));
+        }
+        self.decide(narinfo, included, size)
+    }
+
+    /// Applies the rule to a narinfo using tlog-proof bundles alone (no
+    /// network): each must carry its entry in `extra`, be included under a
+    /// checkpoint signed by the log and cosigned by the witness quorum.
+    /// Freshness and consistency with the stored checkpoint cannot be
+    /// checked offline (`spec/PROTOCOL.md` §7, step 4).
+    pub fn check_narinfo_offline(
+        &self,
+        narinfo: &NarInfo,
+        bundles: &[TlogProof],
+    ) -> Result<Acceptance, Rejection> {
+        let mut included = Vec::new();
+        let mut size = 0;
+        for (i, b) in bundles.iter().enumerate() {
+            let bad = |msg: String| Rejection::BadEntry {
+                index: b.index,
+                msg: format!("tlog-proof {i}: {msg}"),
+            };
+            let extra = b
+                .extra
+                .as_deref()
+                .ok_or_else(|| bad("no entry in the extra line".into()))?;
+            let entry = Entry::decode(extra).map_err(|e| bad(e.to_string()))?;
+            let cp = b
+                .verify(&entry.leaf_hash(), &self.policy)
+                .map_err(|e| bad(e.to_string()))?;
+            if let Some(_evidence) = self.state.fork(&cp.checkpoint.origin)? {
+                return Err(Rejection::Refused {
+                    origin: cp.checkpoint.origin,
+                    evidence: "the state directory's .fork file".into(),
+                });
+            }
+            size = size.max(cp.checkpoint.size);
+            if self.trusted.contains(&entry.key) {
+                included.push((b.index, entry));
+            }
+        }
+        self.decide(narinfo, included, size)
+    }
+
+    /// Steps 6 and 7 over entries already proven included.
+    fn decide(
+        &self,
+        narinfo: &NarInfo,
+        included: Vec<(u64, Entry)>,
+        size: u64,
+    ) -> Result<Acceptance, Rejection> {
+        let mut agreeing: BTreeSet<String> = BTreeSet::new();
+        let mut disagreeing: BTreeSet<String> = BTreeSet::new();
+        for (index, entry) in included {
+            if entry.path != narinfo.store_path {
+                return Err(Rejection::BadEntry {
+                    index,
+                    msg: format!("entry is for {}, not {}", entry.path, narinfo.store_path),
+                });
+            }
             let matches = entry.matches_narinfo(narinfo).is_ok();
             let refs = if matches {
                 Some(narinfo.references.as_slice())
@@ -407,15 +461,15 @@ impl Verifier {
                 Err(vouch_spec::attestation::AttestationError::DigestForm) => {}
                 Err(e) => {
                     return Err(Rejection::BadEntry {
-                        index: le.index,
+                        index,
                         msg: e.to_string(),
                     })
                 }
             }
             if matches {
-                agreeing.insert(key.to_string());
+                agreeing.insert(entry.key.to_string());
             } else {
-                disagreeing.insert(key.to_string());
+                disagreeing.insert(entry.key.to_string());
             }
         }
         let nar_hash = vouch_spec::nix::narinfo::format_sha256(&narinfo.nar_hash);

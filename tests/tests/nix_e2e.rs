@@ -306,6 +306,94 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
         String::from_utf8_lossy(&bad.stdout)
     );
 
+    // Offline: tlog-proofs published beside the narinfos suffice, with the
+    // log out of reach.
+    for p in [&hello, &dep] {
+        let o = Command::new(binary("vouch"))
+            .args(["proof", "--log", &log.url, "--out"])
+            .arg(&cache)
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).lines().count(),
+            2,
+            "two attestations each"
+        );
+    }
+    let hh = &Path::new(&hello).file_name().unwrap().to_str().unwrap()[..32];
+    let offline = Command::new(binary("vouch"))
+        .args(["verify", "--config"])
+        .arg(dir.join("client.toml"))
+        .arg(cache.join(format!("{hh}.narinfo")))
+        .arg("--bundle")
+        .arg(cache.join(format!("{hh}.vouch/0.tlog-proof")))
+        .arg("--bundle")
+        .arg(cache.join(format!("{hh}.vouch/1.tlog-proof")))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&offline.stdout).starts_with("ACCEPT"),
+        "{}",
+        String::from_utf8_lossy(&offline.stdout)
+    );
+    let one_bundle = Command::new(binary("vouch"))
+        .args(["verify", "--config"])
+        .arg(dir.join("client.toml"))
+        .arg(cache.join(format!("{hh}.narinfo")))
+        .arg("--bundle")
+        .arg(cache.join(format!("{hh}.vouch/0.tlog-proof")))
+        .output()
+        .unwrap();
+    assert_eq!(
+        one_bundle.status.code(),
+        Some(2),
+        "one proof is one builder"
+    );
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let offline_cfg = std::fs::read_to_string(dir.join("client.toml"))
+        .unwrap()
+        .replace(&log.url, &dead)
+        .replace("client-state", "client-state-offline");
+    std::fs::write(dir.join("client-offline.toml"), offline_cfg).unwrap();
+    let sub2_port = free_port();
+    let _sub2 = Proc(
+        Command::new(binary("vouch"))
+            .args(["substituter", "--bundles", "--config"])
+            .arg(dir.join("client-offline.toml"))
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{up_port}"),
+                "--listen",
+                &format!("127.0.0.1:{sub2_port}"),
+            ])
+            .env("VOUCH_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let sub2 = format!("http://127.0.0.1:{sub2_port}");
+    while ureq::get(&format!("{sub2}/nix-cache-info")).call().is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dest5 = dir.join("store5");
+    let (ok, out) = nix(
+        &home,
+        &[
+            "nix",
+            "copy",
+            "--from",
+            &sub2,
+            "--to",
+            dest5.to_str().unwrap(),
+            &hello,
+            "--option",
+            "trusted-public-keys",
+            &tpk,
+        ],
+    );
+    assert!(ok, "offline substituter refused:\n{out}");
+
     // A checkpoint without the witness quorum the client requires: refused.
     let w =
         vouch_spec::cosignature::CosignatureSigner::from_seed("w.vouch.test", &[9; 32]).unwrap();
