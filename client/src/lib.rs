@@ -6,6 +6,7 @@
 //! ([`substituter`]). The `vouch` binary is the CLI over these.
 #![forbid(unsafe_code)]
 
+pub mod backfill;
 pub mod fetch;
 pub mod nar;
 pub mod pathinfo;

@@ -134,6 +134,32 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Log an existing binary cache's Sig: lines as they are: for each store
+    /// path (or hash part) listed in --paths, fetch the narinfo and submit
+    /// an attestation for each Sig: by a --key. Resumable (--state), rate-limited.
+    Backfill {
+        /// The binary cache URL, e.g. https://cache.nixos.org.
+        #[arg(long)]
+        cache: String,
+        /// The log's URL.
+        #[arg(long)]
+        log: String,
+        /// A cache public key (Nix name:base64) whose signatures to log; repeatable.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// File with one store path or hash part per line.
+        #[arg(long)]
+        paths: PathBuf,
+        /// Progress file (lines done); reruns resume from it.
+        #[arg(long)]
+        state: PathBuf,
+        /// Narinfo fetches per second (0: unlimited).
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Attestations per submission.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
     /// Clear the fork flag of the configured log after investigating its evidence.
     ClearFork {
         /// Client configuration (TOML).
@@ -458,6 +484,37 @@ fn run() -> anyhow::Result<()> {
                     .await?;
                 anyhow::Ok(())
             })
+        }
+        Command::Backfill {
+            cache,
+            log,
+            keys,
+            paths,
+            state,
+            rate,
+            batch,
+        } => {
+            let keys = keys
+                .iter()
+                .map(|k| {
+                    vouch_spec::nix::NixPublicKey::parse(k).with_context(|| {
+                        format!("--key {k:?} is not a Nix public key (name:base64)")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let s = vouch::backfill::Settings {
+                cache: &cache,
+                log: &log,
+                keys: &keys,
+                rate,
+                batch,
+            };
+            let r = vouch::backfill::run(&s, &paths, &state)?;
+            println!(
+                "backfilled {} paths: {} attestations submitted, {} missing from {cache}, {} bad signatures",
+                r.paths, r.attestations, r.missing, r.bad_signatures
+            );
+            Ok(())
         }
         Command::PostBuildHook { key, spool } => {
             if let Err(e) = post_build_hook(&key, &spool) {

@@ -561,3 +561,145 @@ fn post_build_hook_spools_and_the_sender_delivers() {
     assert_eq!(pi[0].nar_hash, entry.nar_hash);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn backfill_logs_an_existing_cache_and_resumes() {
+    let dir = temp_dir("backfill");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let nonce = std::process::id();
+    std::fs::write(
+        dir.join("default.nix"),
+        format!(
+            r#"{{
+  a = derivation {{ name = "vouch-bf-a"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo a {nonce} > $out" ]; }};
+  b = derivation {{ name = "vouch-bf-b"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo b {nonce} > $out" ]; }};
+}}"#
+        ),
+    )
+    .unwrap();
+    let nixfile = dir.join("default.nix");
+    let build = |attr: &str| {
+        let out = must(
+            &home,
+            &[
+                "nix-build",
+                nixfile.to_str().unwrap(),
+                "-A",
+                attr,
+                "--no-out-link",
+            ],
+        );
+        out.lines()
+            .rev()
+            .find(|l| l.starts_with("/nix/store/"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (a, b) = (build("a"), build("b"));
+    let cache_key = builder(41);
+    let kf = key_file(&dir, &cache_key);
+    must(
+        &home,
+        &[
+            "nix",
+            "store",
+            "sign",
+            "--key-file",
+            kf.to_str().unwrap(),
+            &a,
+            &b,
+        ],
+    );
+    let cache = dir.join("cache");
+    must(
+        &home,
+        &[
+            "nix",
+            "copy",
+            "--to",
+            &format!("file://{}", cache.display()),
+            &a,
+            &b,
+        ],
+    );
+    let port = free_port();
+    let _up = Proc(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(&cache)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = Log::start("");
+    // Two real paths, a hash the cache lacks, a comment.
+    std::fs::write(
+        dir.join("paths"),
+        format!("# from the cache\n{a}\n0000000000000000000000000000000z\n{b}\n"),
+    )
+    .unwrap();
+    let run = || {
+        Command::new(binary("vouch"))
+            .args([
+                "backfill",
+                "--cache",
+                &format!("http://127.0.0.1:{port}"),
+                "--log",
+                &log.url,
+                "--key",
+                &cache_key.public().to_string(),
+                "--batch",
+                "1",
+                "--rate",
+                "100",
+                "--paths",
+            ])
+            .arg(dir.join("paths"))
+            .arg("--state")
+            .arg(dir.join("state"))
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let out = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        out.contains("3 paths: 2 attestations submitted, 1 missing"),
+        "{out}"
+    );
+    for p in [&a, &b] {
+        let hp = &Path::new(p).file_name().unwrap().to_str().unwrap()[..32];
+        let (_, body) = log.get(&format!("/vouch/v1/lookup/{hp}"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let e = vouch_spec::attestation::Entry::decode(
+            v["entries"][0]["entry"].as_str().unwrap().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            e.key,
+            cache_key.public(),
+            "the cache's own signature is logged as is"
+        );
+        assert_eq!(e.sig, narinfo(&cache, p).sigs[0].sig);
+    }
+    // A rerun resumes after the last line: nothing left to do.
+    let second = run();
+    assert!(second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("backfilled 0 paths"),
+        "{}",
+        String::from_utf8_lossy(&second.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
