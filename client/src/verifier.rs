@@ -376,7 +376,16 @@ impl Verifier {
                 continue;
             }
             // Included under the verified checkpoint.
-            let proof = fetch::inclusion_proof(&self.agent, &self.cfg.log_url, le.index, size)?;
+            let cache = fetch::TileCache::new(self.cfg.state_dir.join("tiles").join(
+                vouch_spec::hex::encode(&vouch_spec::hash::sha256(cp.checkpoint.origin.as_bytes())),
+            ));
+            let (proof, tiles) = fetch::inclusion_proof(
+                &self.agent,
+                &self.cfg.log_url,
+                le.index,
+                size,
+                Some(&cache),
+            )?;
             inclusion::verify(
                 le.index,
                 size,
@@ -388,6 +397,7 @@ impl Verifier {
                 index: le.index,
                 msg: e.to_string(),
             })?;
+            tiles.verified(Some(&cache));
             included.push((le.index, entry));
         }
         self.decide(narinfo, included, size)

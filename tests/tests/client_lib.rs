@@ -1,0 +1,109 @@
+//! The verification library against a real log: acceptance, the on-disk
+//! cache of verified tiles, and the stored checkpoint moving forward only
+//! through verified consistency.
+
+use vouch::verifier::{ClientConfig, Rejection, Verifier};
+use vouch_spec::nix::NarInfo;
+use vouch_tests::{attestation, builder, temp_dir, Log};
+
+fn narinfo_for(i: u64) -> NarInfo {
+    let a = attestation(&builder(1), i, 0);
+    let text = format!(
+        "StorePath: {}\nURL: nar/x.nar\nCompression: none\nNarHash: {}\nNarSize: {}\nReferences: {}\n",
+        a.path,
+        vouch_spec::nix::narinfo::format_sha256(&a.nar_hash),
+        a.nar_size,
+        a.references.iter().map(|r| r.base().to_string()).collect::<Vec<_>>().join(" ")
+    );
+    NarInfo::parse(text.as_bytes()).unwrap()
+}
+
+#[test]
+fn verifier_accepts_caches_verified_tiles_and_advances_by_consistency() {
+    let log = Log::start("");
+    let body: Vec<u8> = (0..300)
+        .flat_map(|i| {
+            [
+                attestation(&builder(1), i, 0).encode(),
+                attestation(&builder(2), i, 0).encode(),
+            ]
+        })
+        .flatten()
+        .collect();
+    assert_eq!(log.submit(&body, false).0, 200);
+    let dir = temp_dir("client");
+    std::fs::write(
+        dir.join("policy"),
+        format!("log {}\nquorum none\n", log.vkey),
+    )
+    .unwrap();
+    let cfg = ClientConfig {
+        log_url: log.url.clone(),
+        policy_file: dir.join("policy"),
+        trusted_builders: vec![
+            builder(1).public().to_string(),
+            builder(2).public().to_string(),
+        ],
+        required_builders: 2,
+        reject_disagreement: true,
+        max_checkpoint_age_secs: 60,
+        state_dir: dir.join("state"),
+    };
+    let v = Verifier::new(cfg.clone()).unwrap();
+    let a = v.check_narinfo(&narinfo_for(5)).unwrap();
+    assert_eq!(a.builders.len(), 2);
+    assert_eq!(a.tree_size, 600);
+    // Entries 10 and 11 sit in the full first level-0 tile: it is now cached.
+    let cached: Vec<_> = walk(&dir.join("state/tiles"));
+    assert!(
+        cached.iter().any(|p| p.ends_with("tile/0/000")),
+        "{cached:?}"
+    );
+    // A corrupted cache makes verification fail, never pass.
+    let t = cached.iter().find(|p| p.ends_with("tile/0/000")).unwrap();
+    let mut data = std::fs::read(t).unwrap();
+    data[5 * 64] ^= 1;
+    std::fs::write(t, &data).unwrap();
+    assert!(matches!(
+        v.check_narinfo(&narinfo_for(5)),
+        Err(Rejection::BadEntry { .. })
+    ));
+    std::fs::remove_file(t).unwrap();
+    assert!(v.check_narinfo(&narinfo_for(5)).is_ok());
+    // The log grows; the stored checkpoint follows through a consistency proof.
+    assert_eq!(
+        log.submit(&attestation(&builder(1), 1000, 0).encode(), false)
+            .0,
+        200
+    );
+    assert_eq!(v.checkpoint().unwrap().checkpoint.size, 601);
+    // A path only one builder attested is refused with the reason.
+    let r = v.check_narinfo(&narinfo_for(1000)).unwrap_err();
+    assert!(
+        matches!(
+            r,
+            Rejection::TooFewBuilders {
+                agreeing: 1,
+                required: 2,
+                ..
+            }
+        ),
+        "{r}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
