@@ -426,6 +426,51 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
         "{}",
         String::from_utf8_lossy(&v2.stdout)
     );
+    let sub3_port = free_port();
+    let _sub3 = Proc(
+        Command::new(binary("vouch"))
+            .args(["substituter", "--config"])
+            .arg(dir.join("client-witnessed.toml"))
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{up_port}"),
+                "--listen",
+                &format!("127.0.0.1:{sub3_port}"),
+            ])
+            .env("VOUCH_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let sub3 = format!("http://127.0.0.1:{sub3_port}");
+    while ureq::get(&format!("{sub3}/nix-cache-info")).call().is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dest6 = dir.join("store6");
+    let (ok, out) = nix(
+        &home,
+        &[
+            "nix",
+            "copy",
+            "--from",
+            &sub3,
+            "--to",
+            dest6.to_str().unwrap(),
+            &hello,
+            "--option",
+            "trusted-public-keys",
+            &tpk,
+        ],
+    );
+    assert!(
+        !ok,
+        "nix copied under a checkpoint without witness quorum:\n{out}"
+    );
+    let m3 = ureq::get(&format!("{sub3}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(m3.contains("decision=\"bad_checkpoint\""), "{m3}");
 
     // A fork: the same log key and origin serve a different history at the
     // same address. The substituter refuses, and keeps refusing.
