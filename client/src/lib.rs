@@ -8,6 +8,7 @@
 
 pub mod backfill;
 pub mod fetch;
+pub mod keyfile;
 pub mod nar;
 pub mod pathinfo;
 pub mod spool;

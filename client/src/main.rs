@@ -304,20 +304,10 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Keygen { name, out } => {
-            let mut seed = [0u8; 32];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-                .context("reading /dev/urandom")?;
-            let sk = NixSecretKey::from_seed(&name, &seed)
+            let sk = NixSecretKey::from_seed(&name, &vouch::keyfile::random_seed()?)
                 .with_context(|| format!("key name {name:?}"))?;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&out)
-                .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
-            std::io::Write::write_all(&mut f, sk.encode().as_bytes())?;
+            vouch::keyfile::create(&out, &sk.encode())
+                .context("the key file must not exist yet")?;
             println!("{}", sk.public());
             Ok(())
         }

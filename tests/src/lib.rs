@@ -358,3 +358,78 @@ fn spawn_witness(dir: &Path) -> Child {
         .spawn()
         .expect("starting vouch-witness")
 }
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something listens on the loopback `port`.
+pub fn wait_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Serves `dir` over HTTP on loopback (`python3 -m http.server`), like a
+/// static binary cache or a static tlog-tiles log; returns it and its URL.
+pub fn static_server(dir: &Path) -> (Proc, String) {
+    let port = free_port();
+    let p = Proc(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server"),
+    );
+    wait_port(port);
+    (p, format!("http://127.0.0.1:{port}"))
+}
+
+/// Starts `vouch substituter` with a client config, an upstream and extra
+/// flags; returns it and its URL once it answers.
+pub fn substituter(config: &Path, upstream: &str, extra: &[&str]) -> (Proc, String) {
+    let port = free_port();
+    let p = Proc(
+        Command::new(binary("vouch"))
+            .arg("substituter")
+            .args(extra)
+            .arg("--config")
+            .arg(config)
+            .args([
+                "--upstream",
+                upstream,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("VOUCH_LOG", "warn")
+            .spawn()
+            .expect("starting vouch substituter"),
+    );
+    wait_port(port);
+    (p, format!("http://127.0.0.1:{port}"))
+}
+
+/// The `proof` array of a proof API response, as hashes.
+pub fn proof_hashes(json: &[u8]) -> Vec<vouch_spec::Hash> {
+    let v: serde_json::Value = serde_json::from_slice(json).expect("proof JSON");
+    v["proof"]
+        .as_array()
+        .expect("proof array")
+        .iter()
+        .map(|h| vouch_spec::Hash::from_base64(h.as_str().expect("string")).expect("hash"))
+        .collect()
+}

@@ -180,26 +180,14 @@ fn concurrent_submissions_verify_from_outside_and_survive_restarts() {
         cp1.size, cp2.size
     ));
     assert_eq!(status, 200);
-    let v: Value = serde_json::from_slice(&resp).unwrap();
-    let p: Vec<Hash> = v["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
-        .collect();
+    let p = vouch_tests::proof_hashes(&resp);
     consistency::verify(cp1.size, cp2.size, &p, &cp1.root, &cp2.root).unwrap();
     let (status, resp) = log.get(&format!(
         "/vouch/v1/proof/inclusion?index=1234&size={}",
         cp2.size
     ));
     assert_eq!(status, 200);
-    let v: Value = serde_json::from_slice(&resp).unwrap();
-    let p: Vec<Hash> = v["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
-        .collect();
+    let p = vouch_tests::proof_hashes(&resp);
     inclusion::verify(
         1234,
         cp2.size,
@@ -245,13 +233,7 @@ fn concurrent_submissions_verify_from_outside_and_survive_restarts() {
         cp4.size, cp5.size
     ));
     assert_eq!(status, 200);
-    let v: Value = serde_json::from_slice(&resp).unwrap();
-    let p: Vec<Hash> = v["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
-        .collect();
+    let p = vouch_tests::proof_hashes(&resp);
     consistency::verify(cp4.size, cp5.size, &p, &cp4.root, &cp5.root).unwrap();
 }
 

@@ -6,21 +6,13 @@
 //! none disagreeing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use vouch_spec::attestation::Attestation;
 use vouch_spec::nix::{NarInfo, NixSecretKey};
-use vouch_tests::{binary, builder, free_port, temp_dir, Log};
+use vouch_tests::{binary, builder, free_port, static_server, temp_dir, Log};
 
 const NIX_CONFIG: &str = "experimental-features = nix-command\nbuild-users-group =\nsandbox = false\nsubstituters =\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0";
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn nix(home: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(args[0])
@@ -154,17 +146,7 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     let cache = dir.join("cache-upstream");
     let to = format!("file://{}", cache.display());
     must(&home, &["nix", "copy", "--to", &to, &hello, &lonely]);
-    let up_port = free_port();
-    let _up = Proc(
-        Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-            .arg(&cache)
-            .arg(up_port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_up, upstream) = static_server(&cache);
 
     let log = Log::start("");
     std::fs::write(
@@ -184,30 +166,7 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
         ),
     )
     .unwrap();
-    let sub_port = free_port();
-    let _sub = Proc(
-        Command::new(binary("vouch"))
-            .args(["substituter", "--config"])
-            .arg(dir.join("client.toml"))
-            .args([
-                "--upstream",
-                &format!("http://127.0.0.1:{up_port}"),
-                "--listen",
-                &format!("127.0.0.1:{sub_port}"),
-            ])
-            .env("VOUCH_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    let sub = format!("http://127.0.0.1:{sub_port}");
-    let start = std::time::Instant::now();
-    while ureq::get(&format!("{sub}/nix-cache-info")).call().is_err() {
-        assert!(
-            start.elapsed().as_secs() < 30,
-            "substituter did not come up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (_sub, sub) = vouch_tests::substituter(&dir.join("client.toml"), &upstream, &[]);
     let pubkeys: Vec<String> = keys.iter().map(|k| k.public().to_string()).collect();
     let tpk = pubkeys.join(" ");
     let copy = |path: &str, dest: &Path| {
@@ -357,25 +316,8 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
         .replace(&log.url, &dead)
         .replace("client-state", "client-state-offline");
     std::fs::write(dir.join("client-offline.toml"), offline_cfg).unwrap();
-    let sub2_port = free_port();
-    let _sub2 = Proc(
-        Command::new(binary("vouch"))
-            .args(["substituter", "--bundles", "--config"])
-            .arg(dir.join("client-offline.toml"))
-            .args([
-                "--upstream",
-                &format!("http://127.0.0.1:{up_port}"),
-                "--listen",
-                &format!("127.0.0.1:{sub2_port}"),
-            ])
-            .env("VOUCH_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    let sub2 = format!("http://127.0.0.1:{sub2_port}");
-    while ureq::get(&format!("{sub2}/nix-cache-info")).call().is_err() {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (_sub2, sub2) =
+        vouch_tests::substituter(&dir.join("client-offline.toml"), &upstream, &["--bundles"]);
     let dest5 = dir.join("store5");
     let (ok, out) = nix(
         &home,
@@ -426,25 +368,8 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
         "{}",
         String::from_utf8_lossy(&v2.stdout)
     );
-    let sub3_port = free_port();
-    let _sub3 = Proc(
-        Command::new(binary("vouch"))
-            .args(["substituter", "--config"])
-            .arg(dir.join("client-witnessed.toml"))
-            .args([
-                "--upstream",
-                &format!("http://127.0.0.1:{up_port}"),
-                "--listen",
-                &format!("127.0.0.1:{sub3_port}"),
-            ])
-            .env("VOUCH_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    let sub3 = format!("http://127.0.0.1:{sub3_port}");
-    while ureq::get(&format!("{sub3}/nix-cache-info")).call().is_err() {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let (_sub3, sub3) =
+        vouch_tests::substituter(&dir.join("client-witnessed.toml"), &upstream, &[]);
     let dest6 = dir.join("store6");
     let (ok, out) = nix(
         &home,
@@ -643,8 +568,23 @@ fn backfill_logs_an_existing_cache_and_resumes() {
             .to_string()
     };
     let (a, b) = (build("a"), build("b"));
-    let cache_key = builder(41);
-    let kf = key_file(&dir, &cache_key);
+    // A key made by `vouch keygen` is a Nix key: `nix store sign` uses it.
+    let kf = dir.join("cache-key.sec");
+    let kg = Command::new(binary("vouch"))
+        .args(["keygen", "--name", "cache.vouch.test-1", "--out"])
+        .arg(&kf)
+        .output()
+        .unwrap();
+    assert!(
+        kg.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kg.stderr)
+    );
+    let cache_key = NixSecretKey::parse(&std::fs::read_to_string(&kf).unwrap()).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&kg.stdout).trim(),
+        cache_key.public().to_string()
+    );
     must(
         &home,
         &[
@@ -669,20 +609,7 @@ fn backfill_logs_an_existing_cache_and_resumes() {
             &b,
         ],
     );
-    let port = free_port();
-    let _up = Proc(
-        Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-            .arg(&cache)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (_up, upstream) = static_server(&cache);
     let log = Log::start("");
     // Two real paths, a hash the cache lacks, a comment.
     std::fs::write(
@@ -695,7 +622,7 @@ fn backfill_logs_an_existing_cache_and_resumes() {
             .args([
                 "backfill",
                 "--cache",
-                &format!("http://127.0.0.1:{port}"),
+                &upstream,
                 "--log",
                 &log.url,
                 "--key",

@@ -4,7 +4,6 @@
 //! surviving SIGKILL; pull mode against a Tessera log served over loopback.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vouch_spec::checkpoint::Checkpoint;
@@ -221,15 +220,6 @@ fn witness_refuses_every_bad_request_and_survives_sigkill() {
     assert_eq!(w.add_checkpoint(&log.request(8, 12)).0, 200);
 }
 
-struct StaticServer(Child);
-
-impl Drop for StaticServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -249,19 +239,11 @@ fn pull_mode_cosigns_a_tessera_log_over_loopback() {
     let root = vouch_tests::temp_dir("tessera");
     copy_dir(&src.join("tile"), &root.join("tile"));
     std::fs::copy(src.join("checkpoint.5"), root.join("checkpoint")).unwrap();
-    let port = vouch_tests::free_port();
-    let _server = StaticServer(
-        Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-            .arg(&root)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m http.server"),
-    );
+    let (_server, url) = vouch_tests::static_server(&root);
     let vkey = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx";
-    let toml = format!("[[log]]\norigin = \"example.com/log/testdata\"\nvkeys = [\"{vkey}\"]\nurl = \"http://127.0.0.1:{port}\"\n");
+    let toml = format!(
+        "[[log]]\norigin = \"example.com/log/testdata\"\nvkeys = [\"{vkey}\"]\nurl = \"{url}\"\n"
+    );
     let w = Witness::start("w.vouch.test", &toml);
     let hash = vouch_spec::hex::encode(&vouch_spec::hash::sha256(b"example.com/log/testdata"));
     let size = || {

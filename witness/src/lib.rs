@@ -13,8 +13,6 @@ pub mod pull;
 pub mod store;
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -274,41 +272,16 @@ pub fn router(w: Arc<Witness>, submission_prefix: &str, monitoring_prefix: &str)
 
 /// Writes a new cosigning key (mode 0600) and returns it.
 pub fn keygen(path: &Path, name: &str) -> anyhow::Result<CosignatureSigner> {
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).context("reading the system's random number generator")?;
-    let s = CosignatureSigner::from_seed(name, &seed)
+    let s = CosignatureSigner::from_seed(name, &vouch::keyfile::random_seed()?)
         .with_context(|| format!("{name:?} is not a valid cosigner name"))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "creating key file {} (it must not exist yet)",
-                path.display()
-            )
-        })?;
-    writeln!(f, "{}", s.skey()).and_then(|_| f.sync_all())?;
+    vouch::keyfile::create(path, &s.skey()).context("the key file must not exist yet")?;
     Ok(s)
 }
 
 /// Loads a cosigning key, refusing files others can read.
 pub fn load_key(path: &Path) -> anyhow::Result<CosignatureSigner> {
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("reading key file {}", path.display()))?
-        .permissions()
-        .mode()
-        & 0o777;
-    anyhow::ensure!(
-        mode & 0o077 == 0,
-        "key file {} has mode {mode:o}: it must be readable only by its owner (run: chmod 600 {})",
-        path.display(),
-        path.display()
-    );
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading key file {}", path.display()))?;
-    CosignatureSigner::from_skey(text.trim_end()).with_context(|| {
+    let text = vouch::keyfile::read(path)?;
+    CosignatureSigner::from_skey(&text).with_context(|| {
         format!(
             "key file {} is not a cosignature/v1 private key",
             path.display()
