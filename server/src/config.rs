@@ -38,6 +38,8 @@ pub struct Config {
     pub allowed_builders: Vec<String>,
     /// `max-age` of `/checkpoint` (seconds).
     pub checkpoint_max_age_secs: u64,
+    /// How long a `wait=1` submission waits for a served checkpoint (seconds).
+    pub wait_timeout_secs: u64,
     /// A C2SP tlog-policy file naming the witnesses (with their submission
     /// URLs) and the quorum; when set, `/checkpoint` serves only checkpoints
     /// that met the quorum.
@@ -65,6 +67,7 @@ impl Default for Config {
             rate_limit_burst: 100.0,
             allowed_builders: Vec::new(),
             checkpoint_max_age_secs: 2,
+            wait_timeout_secs: 30,
             witness_policy: None,
             witness_timeout_ms: 5000,
             witness_attempts: 3,

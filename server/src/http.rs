@@ -56,6 +56,8 @@ pub struct Limits {
     pub allowed: Vec<NixPublicKey>,
     /// `/checkpoint` max-age.
     pub checkpoint_max_age: u64,
+    /// How long `wait=1` waits for a served checkpoint to cover the entries.
+    pub wait_timeout: Duration,
 }
 
 impl AppState {
@@ -301,6 +303,9 @@ struct SubmitResult {
 #[derive(Serialize)]
 struct SubmitResponse {
     entries: Vec<SubmitResult>,
+    /// With `wait=1`: whether a served checkpoint covered every entry in time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    covered: Option<bool>,
 }
 
 /// Splits a submission body into attestations at each header line.
@@ -483,24 +488,34 @@ async fn submit(
     };
     debug_assert_eq!(assigned.len(), n);
     let mut proofs: Vec<Option<String>> = vec![None; n];
+    let mut witnessed = None;
     if wait {
         let max = assigned.iter().map(|a| a.index).max().unwrap_or(0);
         let mut sub = st.shared.subscribe();
-        while st.shared.current().size <= max {
-            if sub.changed().await.is_err() {
-                return Err(ApiError::unavailable("log is shutting down", 5));
+        let covered = tokio::time::timeout(st.limits.wait_timeout, async {
+            while st.shared.current().size <= max {
+                if sub.changed().await.is_err() {
+                    return false;
+                }
             }
-        }
-        let st2 = st.clone();
-        let a2 = assigned.clone();
-        proofs = tokio::task::spawn_blocking(move || -> Result<Vec<Option<String>>, ApiError> {
-            let p = st2.shared.current();
-            a2.iter()
-                .map(|a| bundle_text(&st2.shared, a.index, &p).map(Some))
-                .collect()
+            true
         })
         .await
-        .map_err(ApiError::internal)??;
+        .unwrap_or(false);
+        witnessed = Some(covered);
+        if covered {
+            let st2 = st.clone();
+            let a2 = assigned.clone();
+            proofs =
+                tokio::task::spawn_blocking(move || -> Result<Vec<Option<String>>, ApiError> {
+                    let p = st2.shared.current();
+                    a2.iter()
+                        .map(|a| bundle_text(&st2.shared, a.index, &p).map(Some))
+                        .collect()
+                })
+                .await
+                .map_err(ApiError::internal)??;
+        }
     }
     let entries = assigned
         .into_iter()
@@ -512,7 +527,11 @@ async fn submit(
             proof,
         })
         .collect();
-    Ok(Json(SubmitResponse { entries }).into_response())
+    Ok(Json(SubmitResponse {
+        entries,
+        covered: witnessed,
+    })
+    .into_response())
 }
 
 /// Parses, checks and prepares every attestation, or rejects the request.

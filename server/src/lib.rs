@@ -123,6 +123,7 @@ pub async fn serve(
         rate_burst: cfg.rate_limit_burst.max(1.0),
         allowed,
         checkpoint_max_age: cfg.checkpoint_max_age_secs,
+        wait_timeout: Duration::from_secs(cfg.wait_timeout_secs),
     };
     let app = http::router(Arc::new(http::AppState::new(shared, tx, metrics, limits)));
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -52,7 +52,7 @@ fn two_of_three_witnesses_publish_and_one_does_not() {
     std::fs::write(dir.join("policy"), &policy_text).unwrap();
     let policy = Policy::parse(policy_text.as_bytes()).unwrap();
     let cfg = format!(
-        "witness_policy = \"{}\"\nwitness_timeout_ms = 1000\nwitness_attempts = 2",
+        "witness_policy = \"{}\"\nwitness_timeout_ms = 1000\nwitness_attempts = 2\nwait_timeout_secs = 2",
         dir.join("policy").display()
     );
     let log = Log::start_in(dir, vkey, &cfg, false);
@@ -81,8 +81,11 @@ fn two_of_three_witnesses_publish_and_one_does_not() {
     // Two down: the entry is durable and acknowledged, but no checkpoint
     // without quorum is ever served.
     ws[1].kill();
-    let (s, _) = log.submit(&attestation(&builder(1), 3, 0).encode(), false);
+    let (s, b) = log.submit(&attestation(&builder(1), 3, 0).encode(), true);
     assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["covered"], false, "wait=1 gives up without quorum: {v}");
+    assert!(v["entries"][0]["proof"].is_null());
     for _ in 0..30 {
         let cp = log.get("/checkpoint").1;
         let ok = policy
