@@ -281,3 +281,55 @@ fn pull_mode_cosigns_a_tessera_log_over_loopback() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn concurrent_add_checkpoints_never_roll_the_witness_back() {
+    let log = HandLog::new(4, 64);
+    let toml = format!(
+        "[[log]]\norigin = \"hand.vouch.test/log\"\nvkeys = [\"{}\"]\n",
+        log.signer.verifier().vkey()
+    );
+    let w = Witness::start("w.vouch.test", &toml);
+    assert_eq!(w.add_checkpoint(&log.request(0, 1)).0, 200);
+    // Many clients race, each believing the witness is at some size and
+    // pushing some larger one; whatever wins, the state only moves forward.
+    let accepted: Vec<u64> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..48u64)
+            .map(|i| {
+                let (w, log) = (&w, &log);
+                s.spawn(move || {
+                    let mut wins = Vec::new();
+                    let mut old = 1 + (i % 8);
+                    for step in 0..6u64 {
+                        let new = (old + 1 + (i + step) % 5).min(64);
+                        let (status, _, body) = w.add_checkpoint(&log.request(old, new));
+                        match status {
+                            200 => {
+                                wins.push(new);
+                                old = new;
+                            }
+                            409 => old = String::from_utf8_lossy(&body).trim().parse().unwrap(),
+                            s => panic!("unexpected status {s}"),
+                        }
+                        if old >= 64 {
+                            break;
+                        }
+                    }
+                    wins
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(!accepted.is_empty());
+    let max = *accepted.iter().max().unwrap();
+    // The witness's state is exactly the largest size it ever cosigned.
+    let (s, _, b) = w.add_checkpoint(&log.request(0, 64));
+    assert_eq!(
+        (
+            s,
+            String::from_utf8_lossy(&b).trim().parse::<u64>().unwrap()
+        ),
+        (409, max)
+    );
+}
