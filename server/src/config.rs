@@ -34,6 +34,10 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// Burst allowed above the per-address rate.
     pub rate_limit_burst: f64,
+    /// Attestations per second allowed per builder key (0: unlimited).
+    pub builder_rate_limit_per_second: f64,
+    /// Burst allowed above the per-key rate.
+    pub builder_rate_limit_burst: f64,
     /// Builder keys (`name:base64`) allowed to submit; empty: anyone.
     pub allowed_builders: Vec<String>,
     /// `max-age` of `/checkpoint` (seconds).
@@ -65,6 +69,8 @@ impl Default for Config {
             body_timeout_secs: 30,
             rate_limit_per_second: 0.0,
             rate_limit_burst: 100.0,
+            builder_rate_limit_per_second: 0.0,
+            builder_rate_limit_burst: 10000.0,
             allowed_builders: Vec::new(),
             checkpoint_max_age_secs: 2,
             wait_timeout_secs: 30,

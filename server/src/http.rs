@@ -37,6 +37,7 @@ pub struct AppState {
     /// Limits and policy.
     pub limits: Limits,
     rate: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    builder_rate: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 /// Request limits and submission policy.
@@ -54,6 +55,10 @@ pub struct Limits {
     pub rate_burst: f64,
     /// Allowed builder keys (empty: anyone).
     pub allowed: Vec<NixPublicKey>,
+    /// Attestations per second allowed per builder key (0: off).
+    pub builder_rate_per_second: f64,
+    /// Burst above the per-key rate.
+    pub builder_rate_burst: f64,
     /// `/checkpoint` max-age.
     pub checkpoint_max_age: u64,
     /// How long `wait=1` waits for a served checkpoint to cover the entries.
@@ -74,6 +79,7 @@ impl AppState {
             metrics,
             limits,
             rate: Mutex::new(HashMap::new()),
+            builder_rate: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -331,27 +337,44 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Takes `n` tokens from `key`'s bucket (refilled at `rate`/s up to
+/// `burst`); false if there are not enough.
+fn take<K: std::hash::Hash + Eq>(
+    buckets: &Mutex<HashMap<K, (f64, Instant)>>,
+    key: K,
+    n: f64,
+    rate: f64,
+    burst: f64,
+) -> bool {
+    if rate <= 0.0 {
+        return true;
+    }
+    let Ok(mut m) = buckets.lock() else {
+        return true;
+    };
+    if m.len() > 100_000 {
+        m.clear();
+    }
+    let now = Instant::now();
+    let (tokens, at) = m.entry(key).or_insert((burst, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+    *at = now;
+    if *tokens < n {
+        return false;
+    }
+    *tokens -= n;
+    true
+}
+
 impl AppState {
     fn rate_limited(&self, ip: IpAddr) -> bool {
-        if self.limits.rate_per_second <= 0.0 {
-            return false;
-        }
-        let Ok(mut m) = self.rate.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        if m.len() > 100_000 {
-            m.clear();
-        }
-        let (tokens, at) = m.entry(ip).or_insert((self.limits.rate_burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.limits.rate_per_second)
-            .min(self.limits.rate_burst);
-        *at = now;
-        if *tokens < 1.0 {
-            return true;
-        }
-        *tokens -= 1.0;
-        false
+        !take(
+            &self.rate,
+            ip,
+            1.0,
+            self.limits.rate_per_second,
+            self.limits.rate_burst,
+        )
     }
 }
 
@@ -561,6 +584,28 @@ fn prepare(st: &AppState, body: &[u8]) -> Result<Vec<Prepared>, ApiError> {
             ));
         }
         atts.push(a);
+    }
+    let mut per_key: HashMap<String, f64> = HashMap::new();
+    for a in &atts {
+        *per_key.entry(a.key.to_string()).or_default() += 1.0;
+    }
+    for (key, n) in per_key {
+        if !take(
+            &st.builder_rate,
+            key.clone(),
+            n,
+            st.limits.builder_rate_per_second,
+            st.limits.builder_rate_burst,
+        ) {
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                reason: format!(
+                    "rate limit of {} attestations/s for builder key {key} exceeded",
+                    st.limits.builder_rate_per_second
+                ),
+                retry_after: Some(1),
+            });
+        }
     }
     let fingerprints: Vec<String> = atts.iter().map(|a| a.fingerprint()).collect();
     let items: Vec<crate::verify::Item> = atts

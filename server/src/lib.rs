@@ -122,6 +122,8 @@ pub async fn serve(
         rate_per_second: cfg.rate_limit_per_second,
         rate_burst: cfg.rate_limit_burst.max(1.0),
         allowed,
+        builder_rate_per_second: cfg.builder_rate_limit_per_second,
+        builder_rate_burst: cfg.builder_rate_limit_burst.max(1.0),
         checkpoint_max_age: cfg.checkpoint_max_age_secs,
         wait_timeout: Duration::from_secs(cfg.wait_timeout_secs),
     };

@@ -204,3 +204,21 @@ fn full_queue_answers_503_and_logs_nothing_it_refused() {
         assert_eq!(found, s == 200, "attestation {i} answered {s}");
     }
 }
+
+#[test]
+fn builder_key_rate_limit_answers_429_for_that_key_only() {
+    let log = Log::start("builder_rate_limit_per_second = 0.5\nbuilder_rate_limit_burst = 5");
+    let five: Vec<u8> = (0..5)
+        .flat_map(|i| attestation(&builder(1), i, 0).encode())
+        .collect();
+    assert_eq!(log.submit(&five, false).0, 200);
+    let (s, b) = log.submit(&attestation(&builder(1), 5, 0).encode(), false);
+    assert_eq!(s, 429, "{}", text(&b));
+    assert!(text(&b).contains("builder key builder-1"), "{}", text(&b));
+    assert_eq!(
+        log.submit(&attestation(&builder(2), 5, 0).encode(), false)
+            .0,
+        200
+    );
+    assert_eq!(size(&log), "6");
+}
