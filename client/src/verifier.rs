@@ -101,6 +101,16 @@ pub enum Rejection {
         /// Evidence file.
         evidence: String,
     },
+    /// The log served a checkpoint older than one this client already verified.
+    #[error("log {origin} served checkpoint size {served}, older than size {seen} this client already verified (rollback or stale cache)")]
+    Rollback {
+        /// The origin.
+        origin: String,
+        /// Size seen before.
+        seen: u64,
+        /// Size served now.
+        served: u64,
+    },
     /// The log served an entry that does not verify.
     #[error("log served a bad entry at index {index}: {msg}")]
     BadEntry {
@@ -149,6 +159,7 @@ impl Rejection {
             Rejection::Checkpoint { .. } => "bad_checkpoint",
             Rejection::Stale { .. } => "stale_checkpoint",
             Rejection::Fork { .. } => "log_fork",
+            Rejection::Rollback { .. } => "rollback",
             Rejection::BadEntry { .. } => "bad_entry",
             Rejection::TooFewBuilders { .. } => "too_few_builders",
             Rejection::Disagreement { .. } => "disagreement",
@@ -291,6 +302,8 @@ impl Verifier {
                 .and_then(|n| Checkpoint::parse(&n.text).ok()),
         };
         let new = &cp.checkpoint;
+        // Fetch failures are "unreachable", not forks: only a proof that
+        // fails to verify (or two roots for one size) is evidence.
         let result = match &old {
             None => Ok(()),
             Some(o) if o.size == new.size => {
@@ -300,26 +313,16 @@ impl Verifier {
                     Err(format!("two roots for size {}", o.size))
                 }
             }
-            Some(o) if o.size == 0 => Ok(()),
+            Some(o) if o.size == 0 || new.size == 0 => Ok(()),
             Some(o) if o.size < new.size => {
-                fetch::consistency_proof(&self.agent, &self.cfg.log_url, o.size, new.size)
+                let p = fetch::consistency_proof(&self.agent, &self.cfg.log_url, o.size, new.size)?;
+                consistency::verify(o.size, new.size, &p, &o.root, &new.root)
                     .map_err(|e| e.to_string())
-                    .and_then(|p| {
-                        consistency::verify(o.size, new.size, &p, &o.root, &new.root)
-                            .map_err(|e| e.to_string())
-                    })
             }
             Some(o) => {
-                if new.size == 0 {
-                    Ok(())
-                } else {
-                    fetch::consistency_proof(&self.agent, &self.cfg.log_url, new.size, o.size)
-                        .map_err(|e| e.to_string())
-                        .and_then(|p| {
-                            consistency::verify(new.size, o.size, &p, &new.root, &o.root)
-                                .map_err(|e| e.to_string())
-                        })
-                }
+                let p = fetch::consistency_proof(&self.agent, &self.cfg.log_url, new.size, o.size)?;
+                consistency::verify(new.size, o.size, &p, &new.root, &o.root)
+                    .map_err(|e| e.to_string())
             }
         };
         if let Err(why) = result {
@@ -337,6 +340,15 @@ impl Verifier {
                 new_size: new.size,
                 why,
                 evidence: path.display().to_string(),
+            });
+        }
+        if let Some(o) = old.as_ref().filter(|o| new.size < o.size) {
+            // Consistent, but older than what this client has seen: a log (or
+            // a cache in front of it) hiding newer entries.
+            return Err(Rejection::Rollback {
+                origin: origin.to_string(),
+                seen: o.size,
+                served: new.size,
             });
         }
         if old.as_ref().is_none_or(|o| new.size > o.size) {

@@ -1,0 +1,236 @@
+//! A lying log: a proxy between the client library and a real `vouch-log`
+//! that tampers with what it serves. The verifier must refuse every case and
+//! say why. (Issue 7 extends this to the substituter and the witness.)
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use vouch::verifier::{ClientConfig, Rejection, Verifier};
+use vouch_spec::cosignature::CosignatureSigner;
+use vouch_spec::nix::NarInfo;
+use vouch_spec::note::Note;
+use vouch_tests::{attestation, builder, temp_dir, Log};
+
+#[derive(Clone, Debug, PartialEq)]
+enum Lie {
+    Honest,
+    /// Serve this checkpoint instead of the real one.
+    Checkpoint(Vec<u8>),
+    /// Flip a byte in every hash tile.
+    TileBitFlip,
+    /// Swap a byte in every entry returned by lookup.
+    EntryBytes,
+}
+
+struct Proxy {
+    url: String,
+    lie: Arc<Mutex<Lie>>,
+}
+
+fn proxy(upstream: String) -> Proxy {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let lie = Arc::new(Mutex::new(Lie::Honest));
+    let lie2 = lie.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let (upstream, lie) = (upstream.clone(), lie2.clone());
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                }
+                let (status, mut body) = match ureq::get(&format!("{upstream}{path}")).call() {
+                    Ok(resp) => {
+                        let mut b = Vec::new();
+                        resp.into_reader().read_to_end(&mut b).unwrap();
+                        (200, b)
+                    }
+                    Err(ureq::Error::Status(s, resp)) => {
+                        (s, resp.into_string().unwrap_or_default().into_bytes())
+                    }
+                    Err(_) => (502, Vec::new()),
+                };
+                match (&*lie.lock().unwrap(), path.as_str()) {
+                    (Lie::Checkpoint(cp), "/checkpoint") => body = cp.clone(),
+                    (Lie::TileBitFlip, p)
+                        if p.starts_with("/tile/")
+                            && !p.starts_with("/tile/entries/")
+                            && !body.is_empty() =>
+                    {
+                        body[0] ^= 1
+                    }
+                    (Lie::EntryBytes, p) if p.starts_with("/vouch/v1/lookup/") => {
+                        let s = String::from_utf8(body)
+                            .unwrap()
+                            .replace("nar-size 10", "nar-size 20");
+                        body = s.into_bytes();
+                    }
+                    _ => {}
+                }
+                let mut c = conn;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(&body);
+            });
+        }
+    });
+    Proxy { url, lie }
+}
+
+fn narinfo_for(i: u64) -> NarInfo {
+    let a = attestation(&builder(1), i, 0);
+    let refs: Vec<String> = a.references.iter().map(|r| r.base().to_string()).collect();
+    let text = format!(
+        "StorePath: {}\nURL: nar/x.nar\nNarHash: {}\nNarSize: {}\nReferences: {}\n",
+        a.path,
+        vouch_spec::nix::narinfo::format_sha256(&a.nar_hash),
+        a.nar_size,
+        refs.join(" ")
+    );
+    NarInfo::parse(text.as_bytes()).unwrap()
+}
+
+#[test]
+fn the_verifier_refuses_every_lie_and_says_why() {
+    let log = Log::start("");
+    let body: Vec<u8> = (0..300)
+        .flat_map(|i| {
+            [
+                attestation(&builder(1), i, 0).encode(),
+                attestation(&builder(2), i, 0).encode(),
+            ]
+        })
+        .flatten()
+        .collect();
+    assert_eq!(log.submit(&body, false).0, 200);
+    let old_cp = log.get("/checkpoint").1;
+    assert_eq!(
+        log.submit(&attestation(&builder(1), 999, 0).encode(), false)
+            .0,
+        200
+    );
+    let p = proxy(log.url.clone());
+    let dir = temp_dir("lying");
+    let w = CosignatureSigner::from_seed("w.vouch.test", &[7; 32]).unwrap();
+    std::fs::write(
+        dir.join("policy"),
+        format!("log {}\nquorum none\n", log.vkey),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policy-w"),
+        format!(
+            "log {}\nwitness w {}\nquorum w\n",
+            log.vkey,
+            w.verifier().vkey()
+        ),
+    )
+    .unwrap();
+    let cfg = |policy: &str, state: &str| ClientConfig {
+        log_url: p.url.clone(),
+        policy_file: dir.join(policy),
+        trusted_builders: vec![
+            builder(1).public().to_string(),
+            builder(2).public().to_string(),
+        ],
+        required_builders: 2,
+        reject_disagreement: true,
+        max_checkpoint_age_secs: 3600,
+        state_dir: dir.join(state),
+    };
+    let v = Verifier::new(cfg("policy", "state")).unwrap();
+    let set = |l: Lie| *p.lie.lock().unwrap() = l;
+    // Honest: accepted (and the client now remembers size 601).
+    v.check_narinfo(&narinfo_for(10)).unwrap();
+
+    // Rollback to an older (consistent) checkpoint.
+    set(Lie::Checkpoint(old_cp.clone()));
+    let e = v.check_narinfo(&narinfo_for(10)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Rejection::Rollback {
+                seen: 601,
+                served: 600,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // Entry bytes swapped in the lookup: its inclusion proof fails.
+    set(Lie::EntryBytes);
+    let e = v.check_narinfo(&narinfo_for(10)).unwrap_err();
+    assert!(matches!(e, Rejection::BadEntry { .. }), "{e}");
+
+    // A hash tile altered: the proof built from it does not reach the root.
+    set(Lie::TileBitFlip);
+    let e = v.check_narinfo(&narinfo_for(10)).unwrap_err();
+    assert!(matches!(e, Rejection::BadEntry { .. }), "{e}");
+
+    // A checkpoint with a forged log signature.
+    let mut forged = Note::parse(&log.get("/checkpoint").1).unwrap();
+    forged.sigs[0].sig[10] ^= 1;
+    set(Lie::Checkpoint(forged.to_bytes()));
+    let e = v.check_narinfo(&narinfo_for(10)).unwrap_err();
+    assert!(matches!(e, Rejection::Checkpoint { .. }), "{e}");
+
+    // Witness cosignatures: unknown one (no quorum), forged known one, stale one.
+    let vw = Verifier::new(cfg("policy-w", "state-w")).unwrap();
+    let real = log.get("/checkpoint").1;
+    let note = Note::parse(&real).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stranger = CosignatureSigner::from_seed("w.vouch.test", &[8; 32]).unwrap();
+    let with = |s: vouch_spec::note::Signature| {
+        let mut n = note.clone();
+        n.sigs.push(s);
+        n.to_bytes()
+    };
+    set(Lie::Checkpoint(with(
+        stranger.cosign(&note.text, now).unwrap(),
+    )));
+    let e = vw.check_narinfo(&narinfo_for(10)).unwrap_err();
+    assert!(e.to_string().contains("witness quorum not met"), "{e}");
+    let mut bad = w.cosign(&note.text, now).unwrap();
+    bad.sig[20] ^= 1;
+    set(Lie::Checkpoint(with(bad)));
+    let e = vw.check_narinfo(&narinfo_for(10)).unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
+    set(Lie::Checkpoint(with(
+        w.cosign(&note.text, now - 7200).unwrap(),
+    )));
+    let e = vw.check_narinfo(&narinfo_for(10)).unwrap_err();
+    assert!(matches!(e, Rejection::Stale { .. }), "{e}");
+    set(Lie::Checkpoint(with(w.cosign(&note.text, now).unwrap())));
+    vw.check_narinfo(&narinfo_for(10)).unwrap();
+
+    // A proof bundle for another entry (offline).
+    set(Lie::Honest);
+    let b = |i: u64| {
+        vouch_spec::tlog_proof::TlogProof::parse(&log.get(&format!("/vouch/v1/bundle/{i}")).1)
+            .unwrap()
+    };
+    v.check_narinfo_offline(&narinfo_for(10), &[b(20), b(21)])
+        .unwrap();
+    let e = v
+        .check_narinfo_offline(&narinfo_for(10), &[b(20), b(23)])
+        .unwrap_err();
+    assert!(matches!(e, Rejection::BadEntry { .. }), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
