@@ -26,7 +26,7 @@ pub fn binary(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
     assert!(
         p.exists(),
-        "{} is not built: run `cargo build --workspace --bins` (the README's test command does)",
+        "{} is not built: run `cargo build --workspace --all-targets` (the README's test command does)",
         p.display()
     );
     p
