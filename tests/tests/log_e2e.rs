@@ -275,3 +275,67 @@ fn entry_bundles_are_gzipped_and_tiles_cacheable() {
         "{m}"
     );
 }
+
+#[test]
+fn a_path_with_hundreds_of_references_is_logged_in_digest_form() {
+    use vouch_spec::attestation::{Attestation, References};
+    use vouch_spec::nix::StorePath;
+    let log = Log::start("");
+    let refs: Vec<StorePath> = (0..400u64)
+        .map(|i| {
+            let h = vouch_spec::nix::nix32::encode(
+                &vouch_spec::hash::sha256(&(i + 7).to_be_bytes())[..20],
+            );
+            StorePath::from_base(
+                "/nix/store",
+                &format!("{h}-{}", "a-long-package-name-".repeat(9)),
+            )
+            .unwrap()
+        })
+        .collect();
+    let a = Attestation::sign(
+        vouch_tests::store_path(77),
+        [3; 32],
+        4242,
+        refs.clone(),
+        None,
+        &builder(1),
+    );
+    assert!(a.encode().len() > vouch_spec::attestation::MAX_ENTRY_LEN);
+    let (s, b) = log.submit(&a.encode(), true);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let hp = vouch_tests::store_path(77).hash_part().to_string();
+    let v: Value = serde_json::from_slice(&log.get(&format!("/vouch/v1/lookup/{hp}")).1).unwrap();
+    let e = Entry::decode(v["entries"][0]["entry"].as_str().unwrap().as_bytes()).unwrap();
+    let References::Digest(d) = e.references else {
+        panic!("expected the digest form")
+    };
+    // The log serves the full list; it matches the digest and verifies the signature.
+    let (s, list) = log.get(&format!(
+        "/vouch/v1/references/{}",
+        vouch_spec::hex::encode(&d)
+    ));
+    assert_eq!(s, 200);
+    let listed: Vec<StorePath> = String::from_utf8(list)
+        .unwrap()
+        .lines()
+        .map(|l| StorePath::from_base("/nix/store", l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 400);
+    e.verify(Some(&listed)).unwrap();
+    // And the monitor, which fetches the list itself, finds nothing wrong.
+    let state = vouch_tests::temp_dir("digest-monitor").join("state.json");
+    let out = std::process::Command::new(vouch_tests::binary("vouch-witness"))
+        .args([
+            "monitor", "--once", "--log", &log.url, "--vkey", &log.vkey, "--state",
+        ])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
