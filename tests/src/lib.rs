@@ -433,3 +433,17 @@ pub fn proof_hashes(json: &[u8]) -> Vec<vouch_spec::Hash> {
         .map(|h| vouch_spec::Hash::from_base64(h.as_str().expect("string")).expect("hash"))
         .collect()
 }
+
+/// A narinfo describing exactly what `attestation(&builder(1), i, 0)` attests.
+pub fn narinfo_for(i: u64) -> vouch_spec::nix::NarInfo {
+    let a = attestation(&builder(1), i, 0);
+    let refs: Vec<String> = a.references.iter().map(|r| r.base().to_string()).collect();
+    let text = format!(
+        "StorePath: {}\nURL: nar/x.nar\nNarHash: {}\nNarSize: {}\nReferences: {}\n",
+        a.path,
+        vouch_spec::nix::narinfo::format_sha256(&a.nar_hash),
+        a.nar_size,
+        refs.join(" ")
+    );
+    vouch_spec::nix::NarInfo::parse(text.as_bytes()).expect("narinfo")
+}

@@ -3,20 +3,7 @@
 //! through verified consistency.
 
 use vouch::verifier::{ClientConfig, Rejection, Verifier};
-use vouch_spec::nix::NarInfo;
-use vouch_tests::{attestation, builder, temp_dir, Log};
-
-fn narinfo_for(i: u64) -> NarInfo {
-    let a = attestation(&builder(1), i, 0);
-    let text = format!(
-        "StorePath: {}\nURL: nar/x.nar\nCompression: none\nNarHash: {}\nNarSize: {}\nReferences: {}\n",
-        a.path,
-        vouch_spec::nix::narinfo::format_sha256(&a.nar_hash),
-        a.nar_size,
-        a.references.iter().map(|r| r.base().to_string()).collect::<Vec<_>>().join(" ")
-    );
-    NarInfo::parse(text.as_bytes()).unwrap()
-}
+use vouch_tests::{attestation, builder, narinfo_for, temp_dir, Log};
 
 #[test]
 fn verifier_accepts_caches_verified_tiles_and_advances_by_consistency() {

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use vouch::verifier::{ClientConfig, Rejection, Verifier};
 use vouch_spec::cosignature::CosignatureSigner;
-use vouch_spec::nix::NarInfo;
 use vouch_spec::note::Note;
-use vouch_tests::{attestation, builder, temp_dir, Log};
+use vouch_tests::{attestation, builder, narinfo_for, temp_dir, Log};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Lie {
@@ -88,19 +87,6 @@ fn proxy(upstream: String) -> Proxy {
         }
     });
     Proxy { url, lie }
-}
-
-fn narinfo_for(i: u64) -> NarInfo {
-    let a = attestation(&builder(1), i, 0);
-    let refs: Vec<String> = a.references.iter().map(|r| r.base().to_string()).collect();
-    let text = format!(
-        "StorePath: {}\nURL: nar/x.nar\nNarHash: {}\nNarSize: {}\nReferences: {}\n",
-        a.path,
-        vouch_spec::nix::narinfo::format_sha256(&a.nar_hash),
-        a.nar_size,
-        refs.join(" ")
-    );
-    NarInfo::parse(text.as_bytes()).unwrap()
 }
 
 #[test]
