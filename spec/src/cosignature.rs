@@ -7,10 +7,9 @@
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
-use crate::b64;
 use crate::note::{
-    ed25519_key, ed25519_verify, key_id, valid_key_name, NoteError, NoteVerifier, Signature, Vkey,
-    ALG_COSIGNATURE_V1,
+    check_skey_id, ed25519_key, ed25519_verify, encode_skey, key_id, parse_skey, valid_key_name,
+    NoteError, NoteVerifier, Signature, Vkey, ALG_COSIGNATURE_V1,
 };
 
 /// Largest allowed timestamp (2^63 − 1).
@@ -135,40 +134,23 @@ impl CosignatureSigner {
 
     /// Parses `PRIVATE+KEY+<name>+<id>+base64(0x04 || seed)`.
     pub fn from_skey(s: &str) -> Result<CosignatureSigner, NoteError> {
-        let bad = |why| NoteError::BadKey {
-            key: "PRIVATE+KEY+…".to_string(),
-            why,
-        };
-        let rest = s
-            .trim_end_matches('\n')
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(bad("does not start with PRIVATE+KEY+"))?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id), Some(k)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("want name, key ID and key separated by '+'"));
-        };
-        let raw = b64::decode(k).map_err(|_| bad("key is not canonical base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_COSIGNATURE_V1 {
-            return Err(bad("not a cosignature/v1 (type 0x04) 32-byte seed"));
-        }
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&raw[1..]);
-        let s = CosignatureSigner::from_seed(name, &seed)?;
-        if format!("{:08x}", s.key_id) != id {
-            return Err(bad("key ID does not match the name and key"));
-        }
-        Ok(s)
+        let (name, id, seed) = parse_skey(
+            s,
+            ALG_COSIGNATURE_V1,
+            "not a cosignature/v1 (type 0x04) 32-byte seed",
+        )?;
+        let signer = CosignatureSigner::from_seed(name, &seed)?;
+        check_skey_id(signer.key_id, id)?;
+        Ok(signer)
     }
 
     /// The skey text (secret).
     pub fn skey(&self) -> String {
-        let mut raw = vec![ALG_COSIGNATURE_V1];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.name,
+        encode_skey(
+            &self.name,
             self.key_id,
-            b64::encode(raw)
+            ALG_COSIGNATURE_V1,
+            self.key.as_bytes(),
         )
     }
 

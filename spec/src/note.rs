@@ -425,6 +425,54 @@ impl NoteVerifier for Ed25519Verifier {
     }
 }
 
+fn skey_error(why: &'static str) -> NoteError {
+    // Errors never echo the private key.
+    NoteError::BadKey {
+        key: "PRIVATE+KEY+…".to_string(),
+        why,
+    }
+}
+
+/// Splits Go's `PRIVATE+KEY+<name>+<hex key ID>+<base64(type || seed)>`
+/// into name, key ID text and seed, requiring signature type `alg`.
+pub(crate) fn parse_skey<'a>(
+    s: &'a str,
+    alg: u8,
+    wrong_type: &'static str,
+) -> Result<(&'a str, &'a str, [u8; 32]), NoteError> {
+    let rest = s
+        .trim_end_matches('\n')
+        .strip_prefix("PRIVATE+KEY+")
+        .ok_or(skey_error("does not start with PRIVATE+KEY+"))?;
+    // The base64 key may itself contain '+', so split off two parts only.
+    let mut parts = rest.splitn(3, '+');
+    let (Some(name), Some(id), Some(k)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(skey_error("want name, key ID and key separated by '+'"));
+    };
+    let raw = b64::decode(k).map_err(|_| skey_error("key is not canonical base64"))?;
+    if raw.len() != 33 || raw[0] != alg {
+        return Err(skey_error(wrong_type));
+    }
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&raw[1..]);
+    Ok((name, id, seed))
+}
+
+/// Checks an skey's key ID text against the ID computed from its name and key.
+pub(crate) fn check_skey_id(computed: u32, text: &str) -> Result<(), NoteError> {
+    if format!("{computed:08x}") != text {
+        return Err(skey_error("key ID does not match the name and key"));
+    }
+    Ok(())
+}
+
+/// Encodes an skey.
+pub(crate) fn encode_skey(name: &str, key_id: u32, alg: u8, seed: &[u8; 32]) -> String {
+    let mut raw = vec![alg];
+    raw.extend_from_slice(seed);
+    format!("PRIVATE+KEY+{name}+{key_id:08x}+{}", b64::encode(raw))
+}
+
 /// An Ed25519 note signer (signature type 0x01).
 #[derive(Clone)]
 pub struct Ed25519Signer {
@@ -457,42 +505,16 @@ impl Ed25519Signer {
 
     /// Parses `PRIVATE+KEY+<name>+<hex key ID>+<base64(0x01 || seed)>`.
     pub fn from_skey(s: &str) -> Result<Ed25519Signer, NoteError> {
-        // Errors never echo the private key.
-        let bad = |why| NoteError::BadKey {
-            key: "PRIVATE+KEY+…".to_string(),
-            why,
-        };
-        let rest = s
-            .trim_end_matches('\n')
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(bad("does not start with PRIVATE+KEY+"))?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id), Some(k)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("want name, key ID and key separated by '+'"));
-        };
-        let raw = b64::decode(k).map_err(|_| bad("key is not canonical base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(bad("not an Ed25519 (type 0x01) 32-byte seed"));
-        }
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&raw[1..]);
+        let (name, id, seed) =
+            parse_skey(s, ALG_ED25519, "not an Ed25519 (type 0x01) 32-byte seed")?;
         let signer = Ed25519Signer::from_seed(name, &seed)?;
-        if format!("{:08x}", signer.key_id) != id {
-            return Err(bad("key ID does not match the name and key"));
-        }
+        check_skey_id(signer.key_id, id)?;
         Ok(signer)
     }
 
     /// The skey text (secret: handle with care).
     pub fn skey(&self) -> String {
-        let mut raw = vec![ALG_ED25519];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.name,
-            self.key_id,
-            b64::encode(raw)
-        )
+        encode_skey(&self.name, self.key_id, ALG_ED25519, self.key.as_bytes())
     }
 
     /// The matching verifier.
