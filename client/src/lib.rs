@@ -15,3 +15,16 @@ pub mod spool;
 pub mod state;
 pub mod substituter;
 pub mod verifier;
+
+/// Logs to stderr through `tracing`, filtered by `VOUCH_LOG` (default
+/// `info`), with colour only on a terminal. Shared by every Vouch binary.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VOUCH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -287,14 +287,7 @@ fn post_build_hook(key: &PathBuf, spool: &std::path::Path) -> anyhow::Result<()>
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VOUCH_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    vouch::init_logging();
     if let Err(e) = run() {
         eprintln!("vouch: {e:#}");
         std::process::exit(1);

@@ -25,7 +25,7 @@ use vouch_spec::note::Ed25519Verifier;
 use vouch_spec::tile::{Tile, TileKind, TILE_WIDTH};
 use vouch_spec::{bundle, consistency, hex, leaf_hash};
 
-use crate::pull::{consistency_from_tiles, fetch};
+use vouch::fetch::{consistency_proof, get as fetch};
 
 /// Monitor settings.
 #[derive(Clone, Debug)]
@@ -186,12 +186,10 @@ impl Monitor {
                     Err(anyhow::anyhow!("two roots for size {old}"))
                 }
             } else {
-                consistency_from_tiles(&self.agent, &self.settings.url, old, cp.size).and_then(
-                    |p| {
-                        consistency::verify(old, cp.size, &p, &prev.root, &cp.root)
-                            .map_err(Into::into)
-                    },
-                )
+                // A failed fetch ends the round as an error; only a proof
+                // that does not verify is evidence of misbehaviour.
+                let p = consistency_proof(&self.agent, &self.settings.url, old, cp.size)?;
+                consistency::verify(old, cp.size, &p, &prev.root, &cp.root).map_err(Into::into)
             };
             if let Err(e) = ok {
                 self.counters.misbehaviour.fetch_add(1, Ordering::Relaxed);

@@ -5,32 +5,16 @@
 use std::time::Duration;
 
 use vouch_spec::checkpoint::Checkpoint;
-use vouch_spec::hash::Hash;
 use vouch_spec::note::Note;
 use vouch_spec::witness::AddCheckpoint;
 
+use vouch::fetch::{consistency_proof, get};
+
 use crate::Witness;
-
-/// Fetches `url` (up to `max` bytes), returning the body of a 200 or an error.
-pub fn fetch(agent: &ureq::Agent, url: &str, max: u64) -> anyhow::Result<Vec<u8>> {
-    Ok(vouch::fetch::get(agent, url, max)?)
-}
-
-/// A consistency proof from `old` to `new` computed from the log's tiles.
-/// The tiles are not trusted: the proof is verified against signed roots by
-/// whoever uses it.
-pub fn consistency_from_tiles(
-    agent: &ureq::Agent,
-    prefix: &str,
-    old: u64,
-    new: u64,
-) -> anyhow::Result<Vec<Hash>> {
-    Ok(vouch::fetch::consistency_proof(agent, prefix, old, new)?)
-}
 
 /// One poll of one log: returns the size cosigned afterwards.
 pub fn poll_once(w: &Witness, agent: &ureq::Agent, origin: &str, url: &str) -> anyhow::Result<u64> {
-    let cp_bytes = fetch(
+    let cp_bytes = get(
         agent,
         &format!("{}/checkpoint", url.trim_end_matches('/')),
         1 << 20,
@@ -47,7 +31,7 @@ pub fn poll_once(w: &Witness, agent: &ureq::Agent, origin: &str, url: &str) -> a
         // An older checkpoint is not news; the log may be behind a cache.
         return Ok(old);
     }
-    let proof = consistency_from_tiles(agent, url, old, cp.size)?;
+    let proof = consistency_proof(agent, url, old, cp.size)?;
     let req = AddCheckpoint {
         old_size: old,
         proof,
