@@ -37,6 +37,20 @@ fn must(home: &Path, args: &[&str]) -> String {
     out
 }
 
+/// Runs `nix-build <args> --no-out-link` and returns the store path it printed.
+fn nix_build(home: &Path, args: &[&str]) -> String {
+    let mut a = vec!["nix-build"];
+    a.extend_from_slice(args);
+    a.push("--no-out-link");
+    let out = must(home, &a);
+    out.lines()
+        .rev()
+        .find(|l| l.starts_with("/nix/store/"))
+        .unwrap_or_else(|| panic!("no store path in:\n{out}"))
+        .trim()
+        .to_string()
+}
+
 fn key_file(dir: &Path, k: &NixSecretKey) -> PathBuf {
     let p = dir.join(format!("{}.sec", k.name()));
     std::fs::write(&p, k.encode()).unwrap();
@@ -71,24 +85,7 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     )
     .unwrap();
     let nixfile = dir.join("default.nix");
-    let build = |attr: &str| {
-        let out = must(
-            &home,
-            &[
-                "nix-build",
-                nixfile.to_str().unwrap(),
-                "-A",
-                attr,
-                "--no-out-link",
-            ],
-        );
-        out.lines()
-            .rev()
-            .find(|l| l.starts_with("/nix/store/"))
-            .unwrap_or_else(|| panic!("no store path in:\n{out}"))
-            .trim()
-            .to_string()
-    };
+    let build = |attr: &str| nix_build(&home, &[nixfile.to_str().unwrap(), "-A", attr]);
     let (hello, dep, lonely) = (build("hello"), build("dep"), build("lonely"));
     let keys = [builder(21), builder(22), builder(23)];
     for k in &keys[..2] {
@@ -484,26 +481,21 @@ fn post_build_hook_spools_and_the_sender_delivers() {
         ),
     )
     .unwrap();
-    let out = must(
+    let path = nix_build(
         &home,
         &[
-            "nix-build",
             dir.join("default.nix").to_str().unwrap(),
-            "--no-out-link",
             "--option",
             "post-build-hook",
             hook.to_str().unwrap(),
         ],
     );
-    let path = out
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("/nix/store/"))
-        .unwrap()
-        .trim()
-        .to_string();
     let spooled = vouch::spool::pending(&spool).unwrap();
-    assert_eq!(spooled.len(), 1, "the hook spooled one attestation:\n{out}");
+    assert_eq!(
+        spooled.len(),
+        1,
+        "the hook spooled one attestation for {path}"
+    );
 
     let log = Log::start("");
     let st = Command::new(binary("vouch"))
@@ -549,24 +541,7 @@ fn backfill_logs_an_existing_cache_and_resumes() {
     )
     .unwrap();
     let nixfile = dir.join("default.nix");
-    let build = |attr: &str| {
-        let out = must(
-            &home,
-            &[
-                "nix-build",
-                nixfile.to_str().unwrap(),
-                "-A",
-                attr,
-                "--no-out-link",
-            ],
-        );
-        out.lines()
-            .rev()
-            .find(|l| l.starts_with("/nix/store/"))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let build = |attr: &str| nix_build(&home, &[nixfile.to_str().unwrap(), "-A", attr]);
     let (a, b) = (build("a"), build("b"));
     // A key made by `vouch keygen` is a Nix key: `nix store sign` uses it.
     let kf = dir.join("cache-key.sec");
