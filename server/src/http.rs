@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use vouch_spec::attestation::{Attestation, References, HEADER};
 use vouch_spec::nix::NixPublicKey;
-use vouch_spec::tile::{parse_decimal, Tile, TileKind};
+use vouch_spec::tile::{parse_decimal, Tile, TileKind, TILE_WIDTH};
 use vouch_spec::tlog_proof::TlogProof;
 use vouch_spec::{hex, inclusion};
 
@@ -227,23 +227,22 @@ async fn tile(
                     .ok_or_else(|| ApiError::not_found(format!("{full} not found")))
             }
             TileKind::Entries => {
-                let data = shared
+                let entries = shared
                     .store
-                    .bundle(t.index)
-                    .map_err(ApiError::internal)?
-                    .ok_or_else(|| ApiError::not_found(format!("{full} not found")))?;
-                // A partial bundle is a prefix of the stored one.
-                let mut off = 0usize;
-                for _ in 0..t.width {
-                    let len = data
-                        .get(off..off + 2)
-                        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-                        .ok_or_else(|| ApiError::internal("short bundle"))?;
-                    off += 2 + len;
+                    .entries(t.index * TILE_WIDTH, usize::from(t.width))
+                    .map_err(ApiError::internal)?;
+                if entries.len() != usize::from(t.width) {
+                    return Err(ApiError::internal(format!(
+                        "{full}: {} of {} entries stored",
+                        entries.len(),
+                        t.width
+                    )));
                 }
-                data.get(..off)
-                    .map(<[u8]>::to_vec)
-                    .ok_or_else(|| ApiError::internal("short bundle"))
+                let mut data = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+                for e in &entries {
+                    vouch_spec::bundle::push(&mut data, e).map_err(ApiError::internal)?;
+                }
+                Ok(data)
             }
         }
     })
@@ -659,12 +658,22 @@ fn bundle_text(
     index: u64,
     p: &crate::state::Published,
 ) -> Result<String, ApiError> {
-    let proof =
-        inclusion::prove(index, p.size, &shared.nodes(p.size)).map_err(ApiError::internal)?;
     let entry = shared
         .entry(index)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal(format!("entry {index} missing")))?;
+    proof_text(shared, index, entry, p)
+}
+
+/// A tlog-proof for entry `index` (whose bytes are `entry`) under `p`.
+fn proof_text(
+    shared: &Shared,
+    index: u64,
+    entry: Vec<u8>,
+    p: &crate::state::Published,
+) -> Result<String, ApiError> {
+    let proof =
+        inclusion::prove(index, p.size, &shared.nodes(p.size)).map_err(ApiError::internal)?;
     let t = TlogProof {
         extra: Some(entry),
         index,
@@ -678,6 +687,14 @@ fn bundle_text(
 struct LookupEntry {
     index: u64,
     entry: String,
+    /// With `proof=1`: a tlog-proof of the entry under the served checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    proof: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -686,7 +703,16 @@ struct LookupResponse {
     entries: Vec<LookupEntry>,
 }
 
-async fn lookup(State(st): St, Path(hash): Path<String>) -> Result<Response, ApiError> {
+async fn lookup(
+    State(st): St,
+    Path(hash): Path<String>,
+    Query(q): Query<LookupQuery>,
+) -> Result<Response, ApiError> {
+    let with_proof = match q.proof.as_deref() {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(w) => return Err(ApiError::bad(format!("proof={w:?}: want 0 or 1"))),
+    };
     if !vouch_spec::nix::store_path::valid_hash_part(&hash) {
         return Err(ApiError::bad(format!(
             "{hash:?} is not a store path hash part (32 nix32 digits)"
@@ -711,9 +737,16 @@ async fn lookup(State(st): St, Path(hash): Path<String>) -> Result<Response, Api
                 .entry(index)
                 .map_err(ApiError::internal)?
                 .ok_or_else(|| ApiError::internal(format!("entry {index} missing")))?;
+            let entry = String::from_utf8(e.clone()).map_err(ApiError::internal)?;
+            let proof = if with_proof {
+                Some(proof_text(&st.shared, index, e, &p)?)
+            } else {
+                None
+            };
             entries.push(LookupEntry {
                 index,
-                entry: String::from_utf8(e).map_err(ApiError::internal)?,
+                entry,
+                proof,
             });
         }
         Ok(LookupResponse {

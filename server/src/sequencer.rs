@@ -1,7 +1,7 @@
 //! The sequencer: one thread that takes verified entries in batches, drops
 //! exact duplicates, assigns indices, extends the tree, and commits the whole
-//! batch (bundles, tiles, indexes, state and the newly signed checkpoint) in
-//! one synced write before anyone is told anything.
+//! batch (entries, tiles, interior nodes, indexes, state and the newly signed
+//! checkpoint) in one synced write before anyone is told anything.
 //!
 //! Invariants: nothing is acknowledged before its commit returned; the
 //! checkpoint for a size is signed in memory and first leaves the process
@@ -14,16 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use vouch_spec::bundle;
 use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::compact::CompactRange;
-use vouch_spec::hash::Hash;
+use vouch_spec::hash::{naive_root, Hash};
 use vouch_spec::note::{Ed25519Signer, Note};
 use vouch_spec::tile::{encode_hashes, TILE_HEIGHT, TILE_WIDTH};
 
 use crate::metrics::Metrics;
 use crate::state::{Published, Shared};
-use crate::store::{Commit, DurableState, Store, StoreError};
+use crate::store::{
+    interior_offset, Commit, DurableState, Store, StoreError, INTERIOR_HASHES, INTERIOR_ROWS,
+};
 
 /// An entry ready to sequence: encoded, hashed, signature already verified.
 #[derive(Clone, Debug)]
@@ -65,8 +66,8 @@ struct Edge {
     cr: CompactRange,
     /// Per tile level: (tile index, hashes so far), never full.
     tiles: Vec<(u64, Vec<Hash>)>,
-    /// The partial entry bundle: (index, bytes, count).
-    bundle: (u64, Vec<u8>, usize),
+    /// Per tile level: the interior nodes of the partial tile completed so far.
+    interiors: Vec<[Hash; INTERIOR_HASHES]>,
 }
 
 impl Edge {
@@ -74,6 +75,7 @@ impl Edge {
         let cr = CompactRange::from_parts(state.size, state.frontier.clone())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tiles = Vec::new();
+        let mut interiors = Vec::new();
         for level in 0..8u8 {
             let count = state.size >> (u32::from(level) * u32::from(TILE_HEIGHT));
             let (index, width) = (count / TILE_WIDTH, (count % TILE_WIDTH) as usize);
@@ -91,33 +93,51 @@ impl Edge {
                 vouch_spec::tile::decode_hashes(&t, &data)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?
             };
+            // The partial tile's completed interior nodes, recomputed.
+            let mut interior = [Hash::default(); INTERIOR_HASHES];
+            for row in INTERIOR_ROWS {
+                let span = 1usize << row;
+                for (pos, chunk) in hashes.chunks_exact(span).enumerate() {
+                    if let Some(off) = interior_offset(row, pos) {
+                        interior[off] = naive_root(chunk);
+                    }
+                }
+            }
+            interiors.push(interior);
             tiles.push((index, hashes));
         }
-        let (bi, bw) = (state.size / TILE_WIDTH, (state.size % TILE_WIDTH) as usize);
-        let bytes = if bw == 0 {
-            Vec::new()
-        } else {
-            let data = store
-                .bundle(bi)?
-                .ok_or_else(|| StoreError::Corrupt(format!("missing edge bundle {bi}")))?;
-            bundle::decode_width(&data, bw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            data
-        };
         Ok(Edge {
             cr,
             tiles,
-            bundle: (bi, bytes, bw),
+            interiors,
         })
     }
 
-    /// Appends one entry, recording completed tiles and bundles in `commit`.
-    fn append(&mut self, entry: &[u8], leaf: Hash, commit: &mut Commit, touched: &mut [bool; 9]) {
-        let tiles = &mut self.tiles;
+    /// Appends one entry, recording it, completed tiles and completed
+    /// interior records in `commit`.
+    fn append(&mut self, entry: &[u8], leaf: Hash, commit: &mut Commit, touched: &mut [bool; 8]) {
+        commit.entries.push((self.cr.size(), entry.to_vec()));
+        let (tiles, interiors) = (&mut self.tiles, &mut self.interiors);
         self.cr.append(leaf, |node, h| {
-            if node.level % TILE_HEIGHT != 0 {
+            let l = usize::from(node.level / TILE_HEIGHT);
+            let row = node.level % TILE_HEIGHT;
+            if l >= interiors.len() {
                 return;
             }
-            let l = usize::from(node.level / TILE_HEIGHT);
+            if row != 0 {
+                let pos = (node.index % (TILE_WIDTH >> row)) as usize;
+                if let Some(off) = interior_offset(row, pos) {
+                    interiors[l][off] = *h;
+                    // The tile's last interior node: row 7, second node.
+                    if row == *INTERIOR_ROWS.end() && pos == 1 {
+                        let tile = (node.index << row) / TILE_WIDTH;
+                        commit
+                            .interiors
+                            .push((l as u8, tile, encode_hashes(&interiors[l])));
+                    }
+                }
+                return;
+            }
             let t = &mut tiles[l];
             t.0 = node.index / TILE_WIDTH;
             t.1.push(*h);
@@ -127,26 +147,14 @@ impl Edge {
                 *t = (t.0 + 1, Vec::new());
             }
         });
-        let b = &mut self.bundle;
-        // Entries were checked to fit (≤ 65,535 bytes) when prepared.
-        let _ = bundle::push(&mut b.1, entry);
-        b.2 += 1;
-        touched[8] = true;
-        if b.2 as u64 == TILE_WIDTH {
-            commit.bundles.push((b.0, std::mem::take(&mut b.1)));
-            *b = (b.0 + 1, Vec::new(), 0);
-        }
     }
 
     /// Adds the (partial) edge tiles touched by this batch to `commit`.
-    fn flush(&self, commit: &mut Commit, touched: &[bool; 9]) {
+    fn flush(&self, commit: &mut Commit, touched: &[bool; 8]) {
         for (l, (index, hashes)) in self.tiles.iter().enumerate() {
             if touched[l] && !hashes.is_empty() {
                 commit.tiles.push((l as u8, *index, encode_hashes(hashes)));
             }
-        }
-        if touched[8] && self.bundle.2 > 0 {
-            commit.bundles.push((self.bundle.0, self.bundle.1.clone()));
         }
     }
 }
@@ -279,7 +287,7 @@ fn integrate(
     let existing = store.leaf_indexes(&leaves)?;
     let mut seen: HashMap<Hash, u64> = HashMap::new();
     let mut commit = Commit::default();
-    let mut touched = [false; 9];
+    let mut touched = [false; 8];
     let mut results = Vec::with_capacity(jobs.len());
     let mut k = 0;
     for job in jobs {
@@ -327,4 +335,123 @@ fn integrate(
         store.commit(commit)?;
     }
     Ok((results, published))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use vouch_spec::merkle::{MemoryTree, NodeSource};
+    use vouch_spec::{consistency, inclusion};
+
+    fn job(range: std::ops::Range<u64>) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            entries: range
+                .map(|i| {
+                    let bytes = format!("entry {i}\n").into_bytes();
+                    Prepared {
+                        leaf: vouch_spec::leaf_hash(&bytes),
+                        bytes,
+                        hash_part: [b'0'; 32],
+                        references: None,
+                    }
+                })
+                .collect(),
+            reply,
+            queued: Instant::now(),
+        }
+    }
+
+    /// Proofs from stored tiles and interior records (through every cache
+    /// path: random level-0 tiles, cached upper tiles, growing partial
+    /// tiles) equal proofs from the whole tree in memory, across batches of
+    /// odd sizes and restarts that rebuild the edge from the store.
+    #[test]
+    fn stored_nodes_prove_like_the_whole_tree() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::default());
+        let signer = Ed25519Signer::from_seed("test.example/log", &[9; 32]).unwrap();
+        let settings = Settings {
+            max_entries: 1 << 20,
+            max_wait: Duration::ZERO,
+            origin: "test.example/log".into(),
+        };
+        let state = recover(&*store, &signer, &settings.origin).unwrap();
+        let mut edge = Edge::load(&*store, &state).unwrap();
+        let shared = Shared::new(
+            store.clone(),
+            Published {
+                size: 0,
+                root: Hash::empty_root(),
+                checkpoint: Arc::new(Vec::new()),
+            },
+            None,
+            false,
+        );
+        let leaves: Vec<Hash> = (0..70_000u64)
+            .map(|i| vouch_spec::leaf_hash(format!("entry {i}\n").as_bytes()))
+            .collect();
+        let mut size = 0u64;
+        let mut step = 1u64;
+        let mut restarts = 0;
+        while size < leaves.len() as u64 {
+            let n = step.min(leaves.len() as u64 - size);
+            integrate(
+                &*store,
+                &signer,
+                &settings,
+                &mut edge,
+                &[job(size..size + n)],
+            )
+            .unwrap();
+            size += n;
+            step = (step * 7 + 3) % 9_000 + 1;
+            if size % 3 == 0 {
+                let s = store.state().unwrap().unwrap();
+                edge = Edge::load(&*store, &s).unwrap();
+                restarts += 1;
+            }
+            let tree = MemoryTree::from_leaves(leaves[..size as usize].iter().copied());
+            let nodes = shared.nodes(size);
+            for i in [0, size / 3, size / 2, size - 1, size.saturating_sub(300)] {
+                assert_eq!(
+                    inclusion::prove(i, size, &nodes).unwrap(),
+                    inclusion::prove(i, size, &tree).unwrap(),
+                    "inclusion of {i} in {size}"
+                );
+            }
+            for old in [1, size / 2, size - 1] {
+                if old >= 1 && old <= size {
+                    assert_eq!(
+                        consistency::prove(old, size, &nodes).unwrap(),
+                        consistency::prove(old, size, &tree).unwrap(),
+                        "consistency {old} → {size}"
+                    );
+                }
+            }
+        }
+        assert!(restarts > 3, "the edge was rebuilt from the store");
+        // Every full level-0 tile has its interior record, equal to the tree's nodes.
+        let tree = MemoryTree::from_leaves(leaves.iter().copied());
+        for t in 0..(leaves.len() as u64 / TILE_WIDTH) {
+            let rec = store.interior(0, t).unwrap().expect("interior record");
+            for row in INTERIOR_ROWS {
+                for pos in 0..(TILE_WIDTH as usize >> row) {
+                    let off = interior_offset(row, pos).unwrap();
+                    let want = tree
+                        .node(vouch_spec::merkle::NodeId::new(
+                            row,
+                            (t << (8 - row)) + pos as u64,
+                        ))
+                        .unwrap();
+                    assert_eq!(&rec[off * 32..off * 32 + 32], &want.0[..]);
+                }
+            }
+        }
+        assert_eq!(
+            store.entries(65_530, 10).unwrap().len(),
+            10,
+            "entries are stored one per index"
+        );
+    }
 }

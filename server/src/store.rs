@@ -1,12 +1,14 @@
 //! Durable storage behind a small trait, so the sequencer does not know
 //! whether tiles end up in RocksDB, object storage or both.
 //!
-//! One [`Store::commit`] is one atomic, synced write: the new entries'
-//! bundles, the hash tiles they touched, the dedup and path indexes, and the
-//! new sequencer state with its signed checkpoint. Tiles are stored under
-//! their coordinates with their current contents (full, or the widest
-//! partial so far), so serving one is a single read and a partial tile
-//! `.p/W` is a prefix of what is stored.
+//! One [`Store::commit`] is one atomic, synced write: the new entries, the
+//! hash tiles they touched, the interior nodes of tiles they filled, the
+//! dedup and path indexes, and the new sequencer state with its signed
+//! checkpoint. Tiles are stored under their coordinates with their current
+//! contents (full, or the widest partial so far), so serving one is a single
+//! read and a partial tile `.p/W` is a prefix of what is stored. Entries are
+//! stored one per index (a lookup reads one, not a bundle of 256), and an
+//! entry bundle is a range scan over them.
 
 use std::path::Path;
 
@@ -72,8 +74,11 @@ impl DurableState {
 pub struct Commit {
     /// Hash tiles: (tile level, tile index, contents).
     pub tiles: Vec<(u8, u64, Vec<u8>)>,
-    /// Entry bundles: (bundle index, contents).
-    pub bundles: Vec<(u64, Vec<u8>)>,
+    /// New entries: (index, canonical bytes).
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// Interior nodes of full tiles: (tile level, tile index, hashes of the
+    /// tile's rows 4 to 7, see [`INTERIOR_ROWS`]).
+    pub interiors: Vec<(u8, u64, Vec<u8>)>,
     /// Leaf hash → index, for exact duplicate detection.
     pub leaves: Vec<(Hash, u64)>,
     /// (store path hash part, index) for lookups.
@@ -92,8 +97,12 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, c: Commit) -> Result<(), StoreError>;
     /// Stored contents of a hash tile.
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Stored contents of an entry bundle.
-    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stored interior nodes of a full hash tile ([`INTERIOR_ROWS`]).
+    fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The entry at `index`.
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Up to `count` consecutive entries from `start` (fewer if the log ends).
+    fn entries(&self, start: u64, count: usize) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Indexes of these leaf hashes, where present.
     fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError>;
     /// Indexes of entries for a store path hash part, ascending.
@@ -117,10 +126,36 @@ fn tile_key(level: u8, index: u64) -> [u8; 10] {
     k
 }
 
-fn bundle_key(index: u64) -> [u8; 9] {
+/// Rows (heights within a tile) whose nodes are stored beside each full
+/// tile, so an inclusion proof never hashes more than 15 tile hashes per
+/// tile: the nodes of rows 4, 5, 6 and 7 (16 + 8 + 4 + 2 = 30 hashes, 960
+/// bytes per 256 entries). Rows 1–3 are recomputed (at most 7 hashes each).
+pub const INTERIOR_ROWS: std::ops::RangeInclusive<u8> = 4..=7;
+
+/// Where the node in `row` at `pos` (within its tile) sits in an interior
+/// record, in hashes; `None` for rows that are not stored.
+pub fn interior_offset(row: u8, pos: usize) -> Option<usize> {
+    if !INTERIOR_ROWS.contains(&row) {
+        return None;
+    }
+    // Rows 4.. hold 16, 8, 4, 2 nodes.
+    let before: usize = (4..row).map(|r| 256usize >> r).sum();
+    (pos < 256usize >> row).then_some(before + pos)
+}
+
+/// Hashes in one interior record.
+pub const INTERIOR_HASHES: usize = 30;
+
+fn entry_key(index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = b'e';
     k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn interior_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = tile_key(level, index);
+    k[0] = b'n';
     k
 }
 
@@ -165,6 +200,16 @@ impl RocksStore {
         // Every commit is synced; the WAL is the durability mechanism.
         opts.set_manual_wal_flush(false);
         opts.increase_parallelism(2);
+        // Lookups and dedup probe keys that are mostly absent (every new
+        // entry's leaf hash): a Bloom filter answers those without reading
+        // a block. Path index keys share a 33-byte prefix per store path.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(256 << 20));
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        opts.set_block_based_table_factory(&table);
+        opts.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(33));
         let db = rocksdb::DB::open(&opts, dir).map_err(db_err)?;
         Ok(RocksStore { db })
     }
@@ -184,8 +229,11 @@ impl Store for RocksStore {
         for (l, i, data) in &c.tiles {
             batch.put(tile_key(*l, *i), data);
         }
-        for (i, data) in &c.bundles {
-            batch.put(bundle_key(*i), data);
+        for (i, data) in &c.entries {
+            batch.put(entry_key(*i), data);
+        }
+        for (l, i, data) in &c.interiors {
+            batch.put(interior_key(*l, *i), data);
         }
         for (h, i) in &c.leaves {
             batch.put(leaf_key(h), i.to_be_bytes());
@@ -208,8 +256,35 @@ impl Store for RocksStore {
         self.db.get(tile_key(level, index)).map_err(db_err)
     }
 
-    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(bundle_key(index)).map_err(db_err)
+    fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(interior_key(level, index)).map_err(db_err)
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(entry_key(index)).map_err(db_err)
+    }
+
+    fn entries(&self, start: u64, count: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::with_capacity(count);
+        let first = entry_key(start);
+        // Entry keys are shorter than the prefix extractor's domain.
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_total_order_seek(true);
+        let iter = self.db.iterator_opt(
+            rocksdb::IteratorMode::From(&first, rocksdb::Direction::Forward),
+            ro,
+        );
+        for (k, item) in (start..).zip(iter) {
+            if out.len() == count {
+                break;
+            }
+            let (key, value) = item.map_err(db_err)?;
+            if *key != entry_key(k) {
+                break;
+            }
+            out.push(value.to_vec());
+        }
+        Ok(out)
     }
 
     fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
@@ -234,10 +309,12 @@ impl Store for RocksStore {
     fn path_indexes(&self, hash_part: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
         let start = path_key(hash_part, 0);
         let mut out = Vec::new();
-        for item in self.db.iterator(rocksdb::IteratorMode::From(
-            &start,
-            rocksdb::Direction::Forward,
-        )) {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
+        for item in self.db.iterator_opt(
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+            ro,
+        ) {
             let (k, _) = item.map_err(db_err)?;
             if k.len() != 41 || k[..33] != start[..33] {
                 break;
@@ -281,5 +358,85 @@ mod tests {
         };
         assert_eq!(DurableState::decode(&s.encode()).unwrap(), s);
         assert!(DurableState::decode(&[0; 3]).is_err());
+    }
+}
+
+/// A store in memory, for unit tests of what sits above the trait.
+#[cfg(test)]
+#[derive(Default)]
+pub struct MemStore {
+    kv: std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+#[cfg(test)]
+impl MemStore {
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        self.kv.lock().unwrap().get(k).cloned()
+    }
+}
+
+#[cfg(test)]
+impl Store for MemStore {
+    fn state(&self) -> Result<Option<DurableState>, StoreError> {
+        self.get(STATE_KEY)
+            .map(|b| DurableState::decode(&b))
+            .transpose()
+    }
+    fn commit(&self, c: Commit) -> Result<(), StoreError> {
+        let mut kv = self.kv.lock().unwrap();
+        for (l, i, d) in c.tiles {
+            kv.insert(tile_key(l, i).to_vec(), d);
+        }
+        for (l, i, d) in c.interiors {
+            kv.insert(interior_key(l, i).to_vec(), d);
+        }
+        for (i, d) in c.entries {
+            kv.insert(entry_key(i).to_vec(), d);
+        }
+        for (h, i) in c.leaves {
+            kv.insert(leaf_key(&h).to_vec(), i.to_be_bytes().to_vec());
+        }
+        for (p, i) in c.paths {
+            kv.insert(path_key(&p, i).to_vec(), Vec::new());
+        }
+        if let Some(s) = c.state {
+            kv.insert(STATE_KEY.to_vec(), s.encode());
+        }
+        Ok(())
+    }
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&tile_key(level, index)))
+    }
+    fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&interior_key(level, index)))
+    }
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&entry_key(index)))
+    }
+    fn entries(&self, start: u64, count: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok((start..start + count as u64)
+            .map_while(|i| self.get(&entry_key(i)))
+            .collect())
+    }
+    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        Ok(leaves
+            .iter()
+            .map(|h| {
+                self.get(&leaf_key(h))
+                    .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+            })
+            .collect())
+    }
+    fn path_indexes(&self, _: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn references(&self, _: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    fn put_witnessed(&self, _: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
     }
 }

@@ -297,6 +297,49 @@ impl Policy {
     }
 }
 
+/// Checkpoints already verified against one policy, keyed by the SHA-256 of
+/// their exact note bytes.
+///
+/// A client checking many tlog-proofs published with the same checkpoint
+/// verifies its signatures once: identical bytes verify identically under
+/// the same policy, so a hit is as good as a fresh check. Only successes are
+/// kept, and at most [`CheckpointCache::CAPACITY`] of them (the oldest half
+/// is dropped when full). Use one cache per policy.
+#[derive(Debug, Default)]
+pub struct CheckpointCache {
+    verified: std::collections::HashMap<[u8; 32], (u64, PolicyCheckpoint)>,
+    clock: u64,
+}
+
+impl CheckpointCache {
+    /// Most checkpoints kept.
+    pub const CAPACITY: usize = 64;
+
+    /// [`Policy::verify_checkpoint`], answered from the cache when these
+    /// exact bytes verified before.
+    pub fn verify(
+        &mut self,
+        policy: &Policy,
+        data: &[u8],
+    ) -> Result<PolicyCheckpoint, PolicyCheckError> {
+        let key = crate::hash::sha256(data);
+        self.clock += 1;
+        if let Some((used, cp)) = self.verified.get_mut(&key) {
+            *used = self.clock;
+            return Ok(cp.clone());
+        }
+        let cp = policy.verify_checkpoint(data)?;
+        if self.verified.len() >= Self::CAPACITY {
+            let mut ages: Vec<u64> = self.verified.values().map(|(u, _)| *u).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            self.verified.retain(|_, (u, _)| *u > cut);
+        }
+        self.verified.insert(key, (self.clock, cp.clone()));
+        Ok(cp)
+    }
+}
+
 /// A checkpoint that satisfies a policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyCheckpoint {

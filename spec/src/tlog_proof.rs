@@ -146,6 +146,26 @@ impl TlogProof {
         )?;
         Ok(cp)
     }
+
+    /// [`TlogProof::verify`] with the checkpoint's signatures checked
+    /// through `cache`: the same decision, one signature check per distinct
+    /// checkpoint instead of one per proof.
+    pub fn verify_cached(
+        &self,
+        leaf: &Hash,
+        policy: &Policy,
+        cache: &mut crate::policy::CheckpointCache,
+    ) -> Result<PolicyCheckpoint, TlogProofError> {
+        let cp = cache.verify(policy, &self.checkpoint)?;
+        inclusion::verify(
+            self.index,
+            cp.checkpoint.size,
+            leaf,
+            &self.proof,
+            &cp.checkpoint.root,
+        )?;
+        Ok(cp)
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +243,26 @@ mod tests {
             one.verify(&leaf_hash(&7u64.to_be_bytes()), &policy),
             Err(TlogProofError::Policy(PolicyCheckError::NoQuorum { .. }))
         ));
+
+        // The cache gives the same answers, and never remembers a failure.
+        let mut cache = crate::policy::CheckpointCache::default();
+        for _ in 0..2 {
+            let leaf7 = leaf_hash(&7u64.to_be_bytes());
+            assert_eq!(
+                parsed.verify_cached(&leaf7, &policy, &mut cache),
+                parsed.verify(&leaf7, &policy)
+            );
+            assert!(parsed
+                .verify_cached(&leaf_hash(&6u64.to_be_bytes()), &policy, &mut cache)
+                .is_err());
+            assert!(one.verify_cached(&leaf7, &policy, &mut cache).is_err());
+        }
+        let mut forged = parsed.clone();
+        let last = forged.checkpoint.len() - 3;
+        forged.checkpoint[last] ^= 1;
+        assert!(forged
+            .verify_cached(&leaf_hash(&7u64.to_be_bytes()), &policy, &mut cache)
+            .is_err());
     }
 
     proptest! {

@@ -172,6 +172,19 @@ fn concurrent_submissions_verify_from_outside_and_survive_restarts() {
         .collect();
     assert_eq!(found, vec![acked[&a.to_entry().leaf_hash()], index]);
 
+    // With proof=1 each entry carries a tlog-proof that verifies offline.
+    let (status, resp) = log.get(&format!("/vouch/v1/lookup/{hp}?proof=1"));
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    for e in v["entries"].as_array().unwrap() {
+        let p = TlogProof::parse(e["proof"].as_str().unwrap().as_bytes()).unwrap();
+        let entry = Entry::decode(e["entry"].as_str().unwrap().as_bytes()).unwrap();
+        assert_eq!(p.index, e["index"].as_u64().unwrap());
+        assert_eq!(p.extra.as_deref(), Some(entry.encode().as_slice()));
+        p.verify(&entry.leaf_hash(), &policy).unwrap();
+    }
+    assert_eq!(log.get(&format!("/vouch/v1/lookup/{hp}?proof=2")).0, 400);
+
     // The proof APIs agree with the tiles.
     let (cp2, entries) = verify_from_outside(&log);
     let tree = MemoryTree::from_leaves(entries.iter().map(|e| leaf_hash(e)));
