@@ -1,0 +1,89 @@
+//! The machine's ceilings for what ingest must do per entry: verify an
+//! Ed25519 signature (alone and in batches, as the log does) and SHA-256.
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::Serialize;
+
+/// Rates on one core, operations per second.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Ceilings {
+    /// `verify_strict` one at a time.
+    pub ed25519_verify: f64,
+    /// `verify_batch` in batches of 256 (what the log does per request).
+    pub ed25519_batch256: f64,
+    /// SHA-256 of 64-byte inputs.
+    pub sha256_64b: f64,
+    /// SHA-256 of 700-byte inputs (a typical entry's leaf hash).
+    pub sha256_700b: f64,
+    /// Cores the log can use.
+    pub cores: usize,
+}
+
+fn rate(secs: f64, mut f: impl FnMut() -> u64) -> f64 {
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs_f64(secs) {
+        n += f();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Measures each ceiling for about `secs` seconds on this thread.
+pub fn measure(secs: f64) -> Ceilings {
+    let keys: Vec<SigningKey> = (0..256u32)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            SigningKey::from_bytes(&seed)
+        })
+        .collect();
+    // Messages shaped like Nix fingerprints (~400 bytes).
+    let msgs: Vec<Vec<u8>> = (0..256u32)
+        .map(|i| {
+            format!(
+                "1;/nix/store/{i:032}-pkg;sha256:{};{}",
+                "a".repeat(52),
+                "r".repeat(300)
+            )
+            .into_bytes()
+        })
+        .collect();
+    let sigs: Vec<Signature> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+    let vks: Vec<VerifyingKey> = keys.iter().map(|k| k.verifying_key()).collect();
+    let mut i = 0;
+    let ed25519_verify = rate(secs, || {
+        i = (i + 1) % 256;
+        u64::from(vks[i].verify_strict(&msgs[i], &sigs[i]).is_ok())
+    });
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    let ed25519_batch256 = rate(secs, || {
+        if ed25519_dalek::verify_batch(&refs, &sigs, &vks).is_ok() {
+            256
+        } else {
+            0
+        }
+    });
+    let block = [7u8; 64];
+    let sha256_64b = rate(secs, || {
+        for _ in 0..1000 {
+            std::hint::black_box(vouch_spec::hash::sha256(std::hint::black_box(&block)));
+        }
+        1000
+    });
+    let entry = [7u8; 700];
+    let sha256_700b = rate(secs, || {
+        for _ in 0..100 {
+            std::hint::black_box(vouch_spec::hash::sha256(std::hint::black_box(&entry)));
+        }
+        100
+    });
+    Ceilings {
+        ed25519_verify,
+        ed25519_batch256,
+        sha256_64b,
+        sha256_700b,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}

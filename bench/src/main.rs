@@ -1,0 +1,231 @@
+//! `vouch-bench`: measures Vouch against the limits of the machine.
+//!
+//! `scale` is the whole benchmark (a fresh log grown through several sizes,
+//! every figure at each); the other commands measure one thing against a
+//! log that is already running.
+#![forbid(unsafe_code)]
+
+mod ceilings;
+mod gen;
+mod ingest;
+mod plot;
+mod reads;
+mod scale;
+mod subst;
+mod sys;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Benchmarks for the Vouch transparency log", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// This machine's ceilings on one core: Ed25519 verification (single and
+    /// batched) and SHA-256.
+    Ceilings {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+    },
+    /// Fill a running log with valid attestations and report throughput,
+    /// acknowledgement latency and (with --pid) the log's CPU and memory.
+    Ingest {
+        /// The log's URL (its tlog-tiles prefix).
+        #[arg(long)]
+        log: String,
+        /// How many attestations.
+        #[arg(long)]
+        entries: u64,
+        /// Number of the first entry (entries are deterministic; a second
+        /// run with the same numbers only submits duplicates).
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Builder keys signing the entries, round robin.
+        #[arg(long, default_value_t = 16)]
+        keys: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Attestations per request.
+        #[arg(long, default_value_t = 256)]
+        batch: u64,
+        /// Sign while submitting instead of before the clock starts (for
+        /// bulk fills too large to hold in memory).
+        #[arg(long)]
+        stream: bool,
+        /// The log's process id, for its CPU and peak memory.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Lookups with tlog-proofs for random paths among entries 0..size.
+    Lookups {
+        /// The log's URL.
+        #[arg(long)]
+        log: String,
+        /// How many entries `ingest` put in the log (from 0).
+        #[arg(long)]
+        size: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// Grow a fresh log (started here from the `vouch-log` next to this
+    /// binary) through each size and measure everything at each; write one
+    /// JSON line per size and an SVG plot.
+    Scale {
+        /// Sizes to measure at, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000,10000000")]
+        sizes: Vec<u64>,
+        /// Entries per measured ingest window.
+        #[arg(long, default_value_t = 100_000)]
+        window: u64,
+        /// Repetitions (ingest windows and lookup runs) per size; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Submitting connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Attestations per request.
+        #[arg(long, default_value_t = 256)]
+        batch: u64,
+        /// Builder keys.
+        #[arg(long, default_value_t = 16)]
+        keys: usize,
+        /// Seconds per lookup run.
+        #[arg(long, default_value_t = 3.0)]
+        lookup_secs: f64,
+        /// Connections for lookups.
+        #[arg(long, default_value_t = 4)]
+        lookup_connections: usize,
+        /// Narinfos fetched per substituter pass.
+        #[arg(long, default_value_t = 2000)]
+        narinfos: usize,
+        /// Working directory (deleted first).
+        #[arg(long, default_value = "target/vouch-bench")]
+        dir: PathBuf,
+        /// Results, one JSON object per size.
+        #[arg(long, default_value = "bench-results.jsonl")]
+        out: PathBuf,
+        /// The plot.
+        #[arg(long, default_value = "bench-plot.svg")]
+        plot: PathBuf,
+    },
+    /// Redraw the plot from a results file.
+    Plot {
+        /// Results written by `scale`.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The SVG to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Ceilings { secs } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ceilings::measure(secs))?
+            );
+        }
+        Cmd::Ingest {
+            log,
+            entries,
+            start,
+            keys,
+            connections,
+            batch,
+            stream,
+            pid,
+        } => {
+            let keys = gen::builders(keys);
+            let r = ingest::run(
+                &keys,
+                &ingest::Opts {
+                    log: log.trim_end_matches('/').to_string(),
+                    start,
+                    entries,
+                    connections,
+                    batch: batch.max(1),
+                    presign: !stream,
+                    pid,
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Lookups {
+            log,
+            size,
+            connections,
+            secs,
+        } => {
+            let r = reads::lookups(log.trim_end_matches('/'), size.max(1), connections, secs)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Scale {
+            sizes,
+            window,
+            reps,
+            connections,
+            batch,
+            keys,
+            lookup_secs,
+            lookup_connections,
+            narinfos,
+            dir,
+            out,
+            plot,
+        } => {
+            eprintln!("measuring this machine's ceilings");
+            let ceil = ceilings::measure(2.0);
+            eprintln!("{}", serde_json::to_string(&ceil)?);
+            let mut sizes = sizes;
+            sizes.sort_unstable();
+            let points = scale::run(
+                &scale::ScaleOpts {
+                    sizes,
+                    window: window.max(1),
+                    reps: reps.max(1),
+                    connections,
+                    batch: batch.max(1),
+                    keys: keys.max(1),
+                    lookup_secs,
+                    lookup_connections,
+                    dir,
+                    out: out.clone(),
+                    narinfos: narinfos.max(1),
+                },
+                &ceil,
+            )?;
+            std::fs::write(
+                out.with_extension("ceilings.json"),
+                serde_json::to_string_pretty(&ceil)?,
+            )?;
+            plot::draw(&points, &plot)?;
+            println!("{}", serde_json::to_string_pretty(&points)?);
+        }
+        Cmd::Plot { input, out } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let points = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<Vec<scale::Point>, _>>()?;
+            plot::draw(&points, &out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Read-side figures: lookups with inclusion proofs over HTTP, and offline
+//! verification of tlog-proof bundles on one core.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use vouch_spec::attestation::Entry;
+use vouch_spec::policy::{CheckpointCache, Policy};
+use vouch_spec::tlog_proof::TlogProof;
+
+use crate::gen;
+use crate::sys::{self, Rng};
+
+/// Lookup throughput and latency.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct LookupReport {
+    /// Lookups (each with its entries' tlog-proofs) per second.
+    pub per_sec: f64,
+    /// Round trip, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile of the same.
+    pub p99_ms: f64,
+    /// Concurrent connections used.
+    pub connections: usize,
+}
+
+#[derive(Deserialize)]
+struct Lookup {
+    entries: Vec<LookupEntry>,
+}
+
+#[derive(Deserialize)]
+struct LookupEntry {
+    proof: Option<String>,
+}
+
+/// Looks up random paths among entries `0..size` for `secs` seconds from
+/// `connections` connections, each answer carrying a tlog-proof per entry.
+pub fn lookups(
+    log: &str,
+    size: u64,
+    connections: usize,
+    secs: f64,
+) -> anyhow::Result<LookupReport> {
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let results: Vec<anyhow::Result<Vec<f64>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..connections)
+            .map(|c| {
+                s.spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(30))
+                        .build();
+                    let mut rng = Rng::new(0x5eed + c as u64);
+                    let mut lat = Vec::new();
+                    while Instant::now() < until {
+                        let i = rng.below(size);
+                        let url = format!(
+                            "{log}/vouch/v1/lookup/{}?proof=1",
+                            gen::store_path(i).hash_part()
+                        );
+                        let t = Instant::now();
+                        let l: Lookup =
+                            serde_json::from_reader(agent.get(&url).call()?.into_reader())
+                                .with_context(|| format!("lookup {url}"))?;
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                        if l.entries.is_empty() || l.entries.iter().any(|e| e.proof.is_none()) {
+                            bail!("lookup of entry {i}: no entry or no proof");
+                        }
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("lookup thread panicked")))
+            .collect()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let mut lat = Vec::new();
+    for r in results {
+        lat.extend(r?);
+    }
+    Ok(LookupReport {
+        per_sec: lat.len() as f64 / wall,
+        p50_ms: sys::quantile(&mut lat, 0.5),
+        p99_ms: sys::quantile(&mut lat, 0.99),
+        connections,
+    })
+}
+
+/// Offline verification rates on one core.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct BundleReport {
+    /// tlog-proofs verified per second per core: parse, decode the entry,
+    /// leaf hash, log signature (and cosignatures) through a cache of
+    /// verified checkpoints, inclusion proof.
+    pub per_sec: f64,
+    /// The same without the checkpoint cache (every signature every time).
+    pub uncached_per_sec: f64,
+    /// The same as `per_sec` plus the builder's signature over the
+    /// fingerprint (the whole offline acceptance of one attestation).
+    pub with_builder_sig_per_sec: f64,
+    /// Proof hashes per bundle.
+    pub proof_len: usize,
+}
+
+/// Fetches `n` tlog-proofs for random entries below `size` and verifies them
+/// for `secs` seconds per mode on this thread.
+pub fn bundles(
+    log: &str,
+    policy: &Policy,
+    size: u64,
+    n: usize,
+    secs: f64,
+) -> anyhow::Result<BundleReport> {
+    let agent = ureq::AgentBuilder::new().build();
+    let mut rng = Rng::new(42);
+    let mut texts = Vec::new();
+    for _ in 0..n {
+        let i = rng.below(size);
+        texts.push(
+            agent
+                .get(&format!("{log}/vouch/v1/bundle/{i}"))
+                .call()?
+                .into_string()?
+                .into_bytes(),
+        );
+    }
+    let verify_one =
+        |t: &[u8], cache: Option<&mut CheckpointCache>, builder: bool| -> anyhow::Result<usize> {
+            let p = TlogProof::parse(t)?;
+            let entry = Entry::decode(p.extra.as_deref().context("no extra")?)?;
+            let leaf = entry.leaf_hash();
+            match cache {
+                Some(c) => p.verify_cached(&leaf, policy, c)?,
+                None => p.verify(&leaf, policy)?,
+            };
+            if builder {
+                entry.verify(None)?;
+            }
+            Ok(p.proof.len())
+        };
+    let proof_len = verify_one(&texts[0], None, true)?;
+    let run = |cached: bool, builder: bool| -> anyhow::Result<f64> {
+        let mut cache = CheckpointCache::default();
+        let start = Instant::now();
+        let mut k = 0usize;
+        while start.elapsed() < Duration::from_secs_f64(secs) {
+            for t in texts.iter().cycle().skip(k % texts.len()).take(64) {
+                verify_one(t, cached.then_some(&mut cache), builder)?;
+            }
+            k += 64;
+        }
+        Ok(k as f64 / start.elapsed().as_secs_f64())
+    };
+    Ok(BundleReport {
+        per_sec: run(true, false)?,
+        uncached_per_sec: run(false, false)?,
+        with_builder_sig_per_sec: run(true, true)?,
+        proof_len,
+    })
+}

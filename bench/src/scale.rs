@@ -1,0 +1,249 @@
+//! `vouch-bench scale`: starts a fresh `vouch-log`, grows it through each
+//! size, and at each one measures ingest (repeated windows of pre-signed
+//! entries ending at that size), lookups with proofs, offline proof
+//! verification, the substituter's added latency, disk per entry and the
+//! log's CPU and memory. One JSON object per size goes to `--out`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::ceilings::Ceilings;
+use crate::ingest::{self, Opts};
+use crate::reads::{self, BundleReport, LookupReport};
+use crate::subst::{self, SubstReport};
+use crate::{gen, sys};
+
+/// Everything measured at one log size.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Point {
+    /// Log size when the measurements ran.
+    pub size: u64,
+    /// Each measured ingest window.
+    pub ingest: Vec<ingest::Report>,
+    /// Median of the windows' acknowledged rates.
+    pub ingest_median_per_sec: f64,
+    /// Median of the windows' covered rates.
+    pub covered_median_per_sec: f64,
+    /// Median p99 acknowledgement latency, ms.
+    pub ack_p99_median_ms: f64,
+    /// Median ingest as a fraction of the machine's batch-verification ceiling (all cores).
+    pub ingest_over_verify_ceiling: f64,
+    /// Each lookup run.
+    pub lookups: Vec<LookupReport>,
+    /// Median lookups-with-proof per second.
+    pub lookups_median_per_sec: f64,
+    /// Offline verification on one core.
+    pub bundles: BundleReport,
+    /// Substituter latency.
+    pub substituter: SubstReport,
+    /// Bytes on disk (after a flush) per entry.
+    pub disk_bytes_per_entry: f64,
+    /// Canonical entry bytes per entry.
+    pub raw_bytes_per_entry: f64,
+    /// Their ratio.
+    pub disk_over_raw: f64,
+    /// The log's peak RSS, bytes.
+    pub server_peak_rss: u64,
+    /// Seconds the fill up to this point's windows took (not a measurement).
+    pub fill_secs: f64,
+}
+
+/// Settings for a scale run.
+pub struct ScaleOpts {
+    /// Sizes to stop at, ascending.
+    pub sizes: Vec<u64>,
+    /// Entries per measured ingest window.
+    pub window: u64,
+    /// Measured windows (and lookup runs) per size.
+    pub reps: usize,
+    /// Submitting connections.
+    pub connections: usize,
+    /// Attestations per request.
+    pub batch: u64,
+    /// Builder keys.
+    pub keys: usize,
+    /// Seconds per lookup run.
+    pub lookup_secs: f64,
+    /// Connections for lookups.
+    pub lookup_connections: usize,
+    /// Working directory (the log's data lives here).
+    pub dir: PathBuf,
+    /// Where results go (JSON lines).
+    pub out: PathBuf,
+    /// Narinfos for the substituter measurement.
+    pub narinfos: usize,
+}
+
+struct Log {
+    child: Child,
+    url: String,
+    vkey: String,
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let p = me.with_file_name(name);
+    if !p.exists() {
+        bail!(
+            "{} not found next to vouch-bench (build the workspace with --release)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn start_log(dir: &Path) -> anyhow::Result<Log> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = Command::new(sibling("vouch-log")?)
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--origin",
+            "bench.vouch.localhost/log",
+        ])
+        .env("VOUCH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting vouch-log")?;
+    let mut vkey = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut vkey)?;
+    let url = format!("http://127.0.0.1:{port}");
+    let agent = ureq::AgentBuilder::new().build();
+    let t = Instant::now();
+    while agent.get(&format!("{url}/checkpoint")).call().is_err() {
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("vouch-log did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Log {
+        child,
+        url,
+        vkey: vkey.trim().to_string(),
+    })
+}
+
+/// Runs the whole scale benchmark.
+pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
+    let keys = gen::builders(o.keys);
+    if o.dir.exists() {
+        std::fs::remove_dir_all(&o.dir)?;
+    }
+    let data = o.dir.join("log");
+    let log = start_log(&data)?;
+    let pid = log.child.id();
+    let policy =
+        vouch_spec::policy::Policy::parse(format!("log {}\nquorum none\n", log.vkey).as_bytes())?;
+    let mut out = std::fs::File::create(&o.out)?;
+    let mut points = Vec::new();
+    let mut size = 0u64;
+    let mut raw_total = 0u64;
+    let verify_ceiling = ceil.ed25519_batch256 * ceil.cores as f64;
+    for &target in &o.sizes {
+        let measured = (o.window * o.reps as u64).min(target - size);
+        let fill_to = target - measured;
+        let t = Instant::now();
+        if fill_to > size {
+            eprintln!("filling {size} → {fill_to}");
+            let r = ingest::run(
+                &keys,
+                &Opts {
+                    log: log.url.clone(),
+                    start: size,
+                    entries: fill_to - size,
+                    connections: o.connections,
+                    batch: o.batch,
+                    presign: false,
+                    pid: None,
+                },
+            )?;
+            raw_total += r.raw_entry_bytes;
+            size = fill_to;
+        }
+        let fill_secs = t.elapsed().as_secs_f64();
+        let mut windows = Vec::new();
+        let per = measured / o.reps as u64;
+        for k in 0..o.reps {
+            let n = if k + 1 == o.reps { target - size } else { per };
+            eprintln!("measuring ingest {size} → {}", size + n);
+            let r = ingest::run(
+                &keys,
+                &Opts {
+                    log: log.url.clone(),
+                    start: size,
+                    entries: n,
+                    connections: o.connections,
+                    batch: o.batch,
+                    presign: true,
+                    pid: Some(pid),
+                },
+            )?;
+            eprintln!(
+                "  {:.0}/s acked, p99 {:.1} ms",
+                r.acked_per_sec, r.ack_p99_ms
+            );
+            raw_total += r.raw_entry_bytes;
+            size += n;
+            windows.push(r);
+        }
+        let mut lookups = Vec::new();
+        for _ in 0..o.reps {
+            let l = reads::lookups(&log.url, size, o.lookup_connections, o.lookup_secs)?;
+            eprintln!("  lookups {:.0}/s", l.per_sec);
+            lookups.push(l);
+        }
+        let bundles = reads::bundles(&log.url, &policy, size, 256, 1.0)?;
+        eprintln!("  bundles {:.0}/s/core", bundles.per_sec);
+        let substituter = subst::measure(
+            &sibling("vouch")?,
+            &o.dir.join(format!("subst-{size}")),
+            &log.url,
+            &log.vkey,
+            &keys,
+            size,
+            o.narinfos,
+        )?;
+        eprintln!("  substituter adds {:.3} ms p99", substituter.added_p99_ms);
+        let disk = sys::disk_bytes(&data);
+        let ingest_median = sys::median(windows.iter().map(|w| w.acked_per_sec).collect());
+        let p = Point {
+            size,
+            ingest_median_per_sec: ingest_median,
+            covered_median_per_sec: sys::median(
+                windows.iter().map(|w| w.covered_per_sec).collect(),
+            ),
+            ack_p99_median_ms: sys::median(windows.iter().map(|w| w.ack_p99_ms).collect()),
+            ingest_over_verify_ceiling: ingest_median / verify_ceiling,
+            lookups_median_per_sec: sys::median(lookups.iter().map(|l| l.per_sec).collect()),
+            ingest: windows,
+            lookups,
+            bundles,
+            substituter,
+            disk_bytes_per_entry: disk as f64 / size as f64,
+            raw_bytes_per_entry: raw_total as f64 / size as f64,
+            disk_over_raw: disk as f64 / raw_total as f64,
+            server_peak_rss: sys::peak_rss(pid).unwrap_or(0),
+            fill_secs,
+        };
+        writeln!(out, "{}", serde_json::to_string(&p)?)?;
+        out.flush()?;
+        points.push(p);
+    }
+    Ok(points)
+}
