@@ -42,6 +42,10 @@ pub struct ClientConfig {
     /// Where the client keeps its per-log state.
     #[serde(default = "state_dir")]
     pub state_dir: PathBuf,
+    /// Ask the log for each entry's tlog-proof in the lookup answer (one
+    /// round trip); `false` proves inclusion from the log's tiles instead.
+    #[serde(default = "yes")]
+    pub lookup_proofs: bool,
 }
 
 fn one() -> usize {
@@ -184,12 +188,18 @@ pub struct Verifier {
     trusted: Vec<NixPublicKey>,
     state: StateDir,
     agent: ureq::Agent,
+    /// The checkpoint this process accepted last (bytes and verification),
+    /// so the same bytes served again cost no signature check.
+    last: std::sync::Mutex<Option<(Vec<u8>, PolicyCheckpoint)>>,
 }
 
 #[derive(Deserialize)]
 struct LookupEntry {
     index: u64,
     entry: String,
+    /// A tlog-proof under the log's served checkpoint (`?proof=1`).
+    #[serde(default)]
+    proof: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -238,6 +248,7 @@ impl Verifier {
             trusted,
             state,
             agent,
+            last: std::sync::Mutex::new(None),
         })
     }
 
@@ -251,11 +262,34 @@ impl Verifier {
     pub fn checkpoint(&self) -> Result<PolicyCheckpoint, Rejection> {
         let url = format!("{}/checkpoint", self.cfg.log_url.trim_end_matches('/'));
         let bytes = fetch::get(&self.agent, &url, 1 << 20)?;
+        self.accept_checkpoint(&bytes, &url)
+    }
+
+    /// Verifies checkpoint bytes the log served at `url` (signature, fresh
+    /// quorum, consistency with the stored one), advancing the stored one.
+    /// Bytes equal to the last accepted ones, while they are still the
+    /// stored checkpoint, skip the signature and consistency checks (which
+    /// would give the same answer) but not freshness or the fork flag.
+    fn accept_checkpoint(&self, bytes: &[u8], url: &str) -> Result<PolicyCheckpoint, Rejection> {
+        let remembered = self.last.lock().ok().and_then(|l| {
+            l.as_ref()
+                .filter(|(b, _)| b == bytes)
+                .map(|(_, cp)| cp.clone())
+        });
+        if let Some(cp) = remembered {
+            let origin = &cp.checkpoint.origin;
+            if self.state.fork(origin)?.is_none()
+                && self.state.checkpoint(origin)?.as_deref() == Some(bytes)
+            {
+                self.check_fresh(&cp)?;
+                return Ok(cp);
+            }
+        }
         let cp = self
             .policy
-            .verify_checkpoint(&bytes)
+            .verify_checkpoint(bytes)
             .map_err(|e| Rejection::Checkpoint {
-                url: url.clone(),
+                url: url.to_string(),
                 msg: e.to_string(),
             })?;
         let origin = cp.checkpoint.origin.clone();
@@ -266,7 +300,16 @@ impl Verifier {
                 evidence: "the state directory's .fork file".into(),
             });
         }
-        // Freshness: the quorum must hold with recent cosignatures only.
+        self.check_fresh(&cp)?;
+        self.check_consistency(&origin, &cp, bytes)?;
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some((bytes.to_vec(), cp.clone()));
+        }
+        Ok(cp)
+    }
+
+    /// Freshness: the quorum must hold with recent cosignatures only.
+    fn check_fresh(&self, cp: &PolicyCheckpoint) -> Result<(), Rejection> {
         if self.policy.quorum != vouch_spec::policy::Rule::None {
             let now = now();
             let fresh: BTreeSet<usize> = cp
@@ -284,8 +327,7 @@ impl Verifier {
                 });
             }
         }
-        self.check_consistency(&origin, &cp, &bytes)?;
-        Ok(cp)
+        Ok(())
     }
 
     fn check_consistency(
@@ -365,13 +407,23 @@ impl Verifier {
     }
 
     /// Applies the acceptance rule to a narinfo.
+    ///
+    /// One round trip when the log answers lookups with tlog-proofs
+    /// (`?proof=1`, `spec/PROTOCOL.md` §5.3): each proof's checkpoint goes
+    /// through the same checks as `/checkpoint` (signature, fresh quorum,
+    /// consistency with the stored one) and its inclusion proof is verified
+    /// against it. An entry without a proof is proven from the log's tiles
+    /// instead (full tiles cached on disk once a proof from them verified).
     pub fn check_narinfo(&self, narinfo: &NarInfo) -> Result<Acceptance, Rejection> {
-        let cp = self.checkpoint()?;
-        let size = cp.checkpoint.size;
         let url = format!(
-            "{}/vouch/v1/lookup/{}",
+            "{}/vouch/v1/lookup/{}{}",
             self.cfg.log_url.trim_end_matches('/'),
-            narinfo.store_path.hash_part()
+            narinfo.store_path.hash_part(),
+            if self.cfg.lookup_proofs {
+                "?proof=1"
+            } else {
+                ""
+            }
         );
         let body = fetch::get(&self.agent, &url, 64 << 20)?;
         let lookup: Lookup = serde_json::from_slice(&body).map_err(|e| FetchError::Invalid {
@@ -379,12 +431,51 @@ impl Verifier {
             msg: e.to_string(),
         })?;
         let mut included = Vec::new();
-        for le in lookup.entries.iter().filter(|e| e.index < size) {
+        let mut tiled: Option<PolicyCheckpoint> = None;
+        let mut size = 0;
+        for le in &lookup.entries {
             let entry = Entry::decode(le.entry.as_bytes()).map_err(|e| Rejection::BadEntry {
                 index: le.index,
                 msg: e.to_string(),
             })?;
             if !self.trusted.contains(&entry.key) {
+                continue;
+            }
+            if let Some(text) = &le.proof {
+                let bad = |msg: String| Rejection::BadEntry {
+                    index: le.index,
+                    msg: format!("tlog-proof in the lookup answer: {msg}"),
+                };
+                let p = TlogProof::parse(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+                if p.index != le.index || p.extra.as_deref() != Some(le.entry.as_bytes()) {
+                    return Err(bad("it proves a different entry or index".into()));
+                }
+                let cp = self.accept_checkpoint(&p.checkpoint, &url)?;
+                if le.index >= cp.checkpoint.size {
+                    return Err(bad(format!(
+                        "index beyond its checkpoint of size {}",
+                        cp.checkpoint.size
+                    )));
+                }
+                inclusion::verify(
+                    le.index,
+                    cp.checkpoint.size,
+                    &entry.leaf_hash(),
+                    &p.proof,
+                    &cp.checkpoint.root,
+                )
+                .map_err(|e| bad(e.to_string()))?;
+                size = size.max(cp.checkpoint.size);
+                included.push((le.index, entry));
+                continue;
+            }
+            let cp = match &tiled {
+                Some(cp) => cp.clone(),
+                None => tiled.insert(self.checkpoint()?).clone(),
+            };
+            let size_t = cp.checkpoint.size;
+            size = size.max(size_t);
+            if le.index >= size_t {
                 continue;
             }
             // Included under the verified checkpoint.
@@ -395,12 +486,12 @@ impl Verifier {
                 &self.agent,
                 &self.cfg.log_url,
                 le.index,
-                size,
+                size_t,
                 Some(&cache),
             )?;
             inclusion::verify(
                 le.index,
-                size,
+                size_t,
                 &entry.leaf_hash(),
                 &proof,
                 &cp.checkpoint.root,
@@ -411,6 +502,13 @@ impl Verifier {
             })?;
             tiles.verified(Some(&cache));
             included.push((le.index, entry));
+        }
+        if included.is_empty() {
+            // Nothing to prove; still require a good checkpoint from the log.
+            size = match tiled {
+                Some(cp) => cp.checkpoint.size,
+                None => self.checkpoint()?.checkpoint.size,
+            };
         }
         self.decide(narinfo, included, size)
     }

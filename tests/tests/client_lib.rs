@@ -35,6 +35,7 @@ fn verifier_accepts_caches_verified_tiles_and_advances_by_consistency() {
         reject_disagreement: true,
         max_checkpoint_age_secs: 60,
         state_dir: dir.join("state"),
+        lookup_proofs: false,
     };
     let v = Verifier::new(cfg.clone()).unwrap();
     let a = v.check_narinfo(&narinfo_for(5)).unwrap();
@@ -57,6 +58,16 @@ fn verifier_accepts_caches_verified_tiles_and_advances_by_consistency() {
     ));
     std::fs::remove_file(t).unwrap();
     assert!(v.check_narinfo(&narinfo_for(5)).is_ok());
+    // With tlog-proofs in the lookup answer: one round trip, no tiles.
+    let vp = Verifier::new(ClientConfig {
+        lookup_proofs: true,
+        state_dir: dir.join("state-p"),
+        ..cfg.clone()
+    })
+    .unwrap();
+    let a = vp.check_narinfo(&narinfo_for(5)).unwrap();
+    assert_eq!((a.builders.len(), a.tree_size), (2, 600));
+    assert!(walk(&dir.join("state-p/tiles")).is_empty());
     // The log grows; the stored checkpoint follows through a consistency proof.
     assert_eq!(
         log.submit(&attestation(&builder(1), 1000, 0).encode(), false)

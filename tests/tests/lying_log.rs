@@ -1,6 +1,7 @@
 //! A lying log: a proxy between the client library and a real `vouch-log`
 //! that tampers with what it serves. The verifier must refuse every case and
-//! say why. (Issue 7 extends this to the substituter and the witness.)
+//! say why, both when it proves inclusion from the tlog-proofs in lookup
+//! answers and when it proves it from the log's tiles.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -9,14 +10,17 @@ use std::sync::{Arc, Mutex};
 use vouch::verifier::{ClientConfig, Rejection, Verifier};
 use vouch_spec::cosignature::CosignatureSigner;
 use vouch_spec::note::Note;
+use vouch_spec::tlog_proof::TlogProof;
 use vouch_tests::{attestation, builder, narinfo_for, temp_dir, Log};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Lie {
     Honest,
-    /// Serve this checkpoint instead of the real one.
+    /// Serve this checkpoint instead of the real one (at `/checkpoint` and
+    /// inside the tlog-proofs of lookup answers).
     Checkpoint(Vec<u8>),
-    /// Flip a byte in every hash tile.
+    /// Flip a byte in every hash tile and in the first hash of every proof
+    /// in lookup answers.
     TileBitFlip,
     /// Swap a byte in every entry returned by lookup.
     EntryBytes,
@@ -61,6 +65,16 @@ fn proxy(upstream: String) -> Proxy {
                 };
                 match (&*lie.lock().unwrap(), path.as_str()) {
                     (Lie::Checkpoint(cp), "/checkpoint") => body = cp.clone(),
+                    (Lie::Checkpoint(cp), p) if p.starts_with("/vouch/v1/lookup/") => {
+                        body = edit_proofs(&body, |t| t.checkpoint = cp.clone())
+                    }
+                    (Lie::TileBitFlip, p) if p.starts_with("/vouch/v1/lookup/") => {
+                        body = edit_proofs(&body, |t| {
+                            if let Some(h) = t.proof.first_mut() {
+                                h.0[0] ^= 1
+                            }
+                        })
+                    }
                     (Lie::TileBitFlip, p)
                         if p.starts_with("/tile/")
                             && !p.starts_with("/tile/entries/")
@@ -89,8 +103,30 @@ fn proxy(upstream: String) -> Proxy {
     Proxy { url, lie }
 }
 
+/// Applies `f` to every tlog-proof in a lookup answer.
+fn edit_proofs(body: &[u8], f: impl Fn(&mut TlogProof)) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    for e in v["entries"].as_array_mut().unwrap() {
+        if let Some(text) = e["proof"].as_str() {
+            let mut t = TlogProof::parse(text.as_bytes()).unwrap();
+            f(&mut t);
+            e["proof"] = String::from_utf8(t.encode()).unwrap().into();
+        }
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
 #[test]
-fn the_verifier_refuses_every_lie_and_says_why() {
+fn the_verifier_refuses_every_lie_from_lookup_proofs() {
+    refuses_every_lie(true);
+}
+
+#[test]
+fn the_verifier_refuses_every_lie_from_tiles() {
+    refuses_every_lie(false);
+}
+
+fn refuses_every_lie(lookup_proofs: bool) {
     let log = Log::start("");
     let body: Vec<u8> = (0..300)
         .flat_map(|i| {
@@ -136,6 +172,7 @@ fn the_verifier_refuses_every_lie_and_says_why() {
         reject_disagreement: true,
         max_checkpoint_age_secs: 3600,
         state_dir: dir.join(state),
+        lookup_proofs,
     };
     let v = Verifier::new(cfg("policy", "state")).unwrap();
     let set = |l: Lie| *p.lie.lock().unwrap() = l;
