@@ -44,6 +44,10 @@ pub struct Config {
     pub checkpoint_max_age_secs: u64,
     /// How long a `wait=1` submission waits for a served checkpoint (seconds).
     pub wait_timeout_secs: u64,
+    /// Refuse new entries (503) while the data directory's filesystem has
+    /// less than this many bytes free, so the database never runs out of
+    /// space mid-write; submissions resume once space returns.
+    pub min_free_disk_bytes: u64,
     /// A C2SP tlog-policy file naming the witnesses (with their submission
     /// URLs) and the quorum; when set, `/checkpoint` serves only checkpoints
     /// that met the quorum.
@@ -74,6 +78,7 @@ impl Default for Config {
             allowed_builders: Vec::new(),
             checkpoint_max_age_secs: 2,
             wait_timeout_secs: 30,
+            min_free_disk_bytes: 64 << 20,
             witness_policy: None,
             witness_timeout_ms: 5000,
             witness_attempts: 3,

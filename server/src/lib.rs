@@ -110,6 +110,8 @@ pub async fn serve(
         max_entries: cfg.batch_max_entries.max(1),
         max_wait: Duration::from_millis(cfg.batch_max_wait_ms),
         origin: cfg.origin.clone(),
+        data_dir: cfg.data_dir.clone(),
+        min_free_disk_bytes: cfg.min_free_disk_bytes,
     };
     let (s2, m2, st2) = (shared.clone(), metrics.clone(), store.clone());
     let seq = std::thread::Builder::new()

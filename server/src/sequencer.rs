@@ -212,6 +212,16 @@ pub struct Settings {
     pub max_wait: Duration,
     /// The log's origin.
     pub origin: String,
+    /// The data directory, whose filesystem's free space is checked.
+    pub data_dir: std::path::PathBuf,
+    /// Least free space to accept a batch with.
+    pub min_free_disk_bytes: u64,
+}
+
+/// Bytes available to this process on the filesystem holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Runs the sequencer until the queue's senders are all gone, finishing
@@ -248,7 +258,15 @@ pub fn run(
             .queue_depth
             .fetch_sub(jobs.len() as i64, std::sync::atomic::Ordering::Relaxed);
         let before = edge.clone();
-        match integrate(&*store, &signer, &settings, &mut edge, &jobs) {
+        let outcome = match free_bytes(&settings.data_dir) {
+            Some(free) if free < settings.min_free_disk_bytes => Err(StoreError::Db(format!(
+                "disk nearly full: {free} bytes free under {}, {} required",
+                settings.data_dir.display(),
+                settings.min_free_disk_bytes
+            ))),
+            _ => integrate(&*store, &signer, &settings, &mut edge, &jobs),
+        };
+        match outcome {
             Ok((results, published)) => {
                 metrics.record_batch(n, published.size, &jobs);
                 shared.publish_signed(published);
@@ -263,6 +281,26 @@ pub fn run(
                     .commit_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 edge = before;
+                // A write that reported failure may still have landed (say,
+                // the WAL was written but its sync failed): follow what is
+                // durable, never reuse an index it holds. The refused
+                // entries' submitters resubmit and get `duplicate`.
+                if let Ok(Some(s)) = store.state() {
+                    if s.size != edge.cr.size() {
+                        tracing::warn!(
+                            size = s.size,
+                            "a failed commit is durable; reloading the edge"
+                        );
+                        edge = Edge::load(&*store, &s)?;
+                        if let Ok(cr) = CompactRange::from_parts(s.size, s.frontier.clone()) {
+                            shared.publish_signed(Published {
+                                size: s.size,
+                                root: cr.root(),
+                                checkpoint: Arc::new(s.checkpoint.clone()),
+                            });
+                        }
+                    }
+                }
                 for job in jobs {
                     let _ = job.reply.send(Err(e.to_string()));
                 }
@@ -375,6 +413,8 @@ mod tests {
             max_entries: 1 << 20,
             max_wait: Duration::ZERO,
             origin: "test.example/log".into(),
+            data_dir: std::env::temp_dir(),
+            min_free_disk_bytes: 0,
         };
         let state = recover(&*store, &signer, &settings.origin).unwrap();
         let mut edge = Edge::load(&*store, &state).unwrap();

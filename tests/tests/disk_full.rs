@@ -1,0 +1,95 @@
+//! A full disk: the log's data directory on a small tmpfs (mounted here; the
+//! tests run as root, as CI does). Writes that do not fit are refused with
+//! 503 and a reason, nothing acknowledged is lost or half-written, reads keep
+//! working, and the log takes submissions again once space returns.
+
+use std::process::Command;
+
+use vouch_spec::checkpoint::open_checkpoint;
+use vouch_spec::note::Ed25519Verifier;
+use vouch_tests::{attestation, builder, log_keygen, Log};
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn size(log: &Log) -> u64 {
+    let v = Ed25519Verifier::from_vkey(&log.vkey).unwrap();
+    let (status, cp) = log.get("/checkpoint");
+    assert_eq!(status, 200, "reads keep working");
+    open_checkpoint(&cp, &[&v]).unwrap().checkpoint.size
+}
+
+fn batch(from: u64) -> Vec<u8> {
+    (from..from + 200)
+        .flat_map(|i| attestation(&builder(1), i, 0).encode())
+        .collect()
+}
+
+#[test]
+fn a_full_disk_refuses_writes_with_503_loses_nothing_and_recovers() {
+    let (dir, vkey) = log_keygen();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .expect("running mount");
+    assert!(
+        ok.success(),
+        "mounting a tmpfs needs root (CI runs as root)"
+    );
+    let _m = Mount(data.clone());
+    // Ballast to free later: most of the space.
+    let ballast = data.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 14 << 20]).unwrap();
+    let mut log = Log::start_in(dir.clone(), vkey, "min_free_disk_bytes = 4194304", true);
+
+    let mut acked = 0u64;
+    let mut refused = None;
+    for round in 0..200u64 {
+        let (status, body) = log.submit(&batch(round * 200), false);
+        match status {
+            200 => acked = (round + 1) * 200,
+            _ => {
+                refused = Some((status, String::from_utf8_lossy(&body).to_string()));
+                break;
+            }
+        }
+    }
+    let (status, reason) = refused.expect("the disk filled up");
+    assert_eq!(status, 503, "{reason}");
+    assert!(
+        reason.contains("not logged") && reason.contains("disk nearly full"),
+        "{reason}"
+    );
+    assert!(acked > 0, "some batches fitted");
+    // Nothing half-written: the served size is exactly what was acknowledged,
+    // and it stays so while the disk is full.
+    assert_eq!(size(&log), acked);
+    assert_eq!(log.submit(&batch(acked), false).0, 503);
+    assert_eq!(size(&log), acked);
+    let (s, _) = log.get(&format!("/vouch/v1/bundle/{}", acked - 1));
+    assert_eq!(s, 200);
+
+    // Space returns: the log takes submissions again.
+    std::fs::remove_file(&ballast).unwrap();
+    let mut resumed = false;
+    for _ in 0..50 {
+        if log.submit(&batch(acked), false).0 == 200 {
+            resumed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(resumed, "the log resumes once space returns");
+    assert_eq!(size(&log), acked + 200);
+    // And after a restart everything acknowledged is still there.
+    log.restart();
+    assert_eq!(size(&log), acked + 200);
+}
