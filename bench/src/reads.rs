@@ -90,6 +90,43 @@ pub fn lookups(
     })
 }
 
+/// GETs of `/checkpoint` (served from memory) per second from
+/// `connections` connections for `secs` seconds: what this machine's HTTP
+/// stack and this client manage with no work behind the request, the
+/// ceiling for any lookup rate.
+pub fn http_ceiling(log: &str, connections: usize, secs: f64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let counts: Vec<anyhow::Result<u64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..connections)
+            .map(|_| {
+                s.spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(30))
+                        .build();
+                    let mut n = 0;
+                    while Instant::now() < until {
+                        agent
+                            .get(&format!("{log}/checkpoint"))
+                            .call()?
+                            .into_string()?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("thread panicked")))
+            .collect()
+    });
+    let mut total = 0;
+    for c in counts {
+        total += c?;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
 /// Offline verification rates on one core.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct BundleReport {

@@ -37,6 +37,10 @@ pub struct Point {
     pub lookups: Vec<LookupReport>,
     /// Median lookups-with-proof per second.
     pub lookups_median_per_sec: f64,
+    /// GET /checkpoint per second with the same client and connections:
+    /// the HTTP ceiling for lookups on this machine.
+    #[serde(default)]
+    pub http_ceiling_per_sec: f64,
     /// Offline verification on one core.
     pub bundles: BundleReport,
     /// Substituter latency.
@@ -208,6 +212,8 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             eprintln!("  lookups {:.0}/s", l.per_sec);
             lookups.push(l);
         }
+        let http_ceiling = reads::http_ceiling(&log.url, o.lookup_connections, o.lookup_secs)?;
+        eprintln!("  GET /checkpoint {http_ceiling:.0}/s");
         let bundles = reads::bundles(&log.url, &policy, size, 256, 1.0)?;
         eprintln!("  bundles {:.0}/s/core", bundles.per_sec);
         let substituter = subst::measure(
@@ -231,6 +237,7 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             ack_p99_median_ms: sys::median(windows.iter().map(|w| w.ack_p99_ms).collect()),
             ingest_over_verify_ceiling: ingest_median / verify_ceiling,
             lookups_median_per_sec: sys::median(lookups.iter().map(|l| l.per_sec).collect()),
+            http_ceiling_per_sec: http_ceiling,
             ingest: windows,
             lookups,
             bundles,
