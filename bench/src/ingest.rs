@@ -110,6 +110,9 @@ fn submit(agent: &ureq::Agent, log: &str, body: &[u8]) -> anyhow::Result<(u64, u
     }
 }
 
+/// What one connection saw: latencies (ms), highest index, retries, raw bytes.
+type Submitter = (Vec<f64>, u64, u64, u64);
+
 /// Runs one ingest.
 pub fn run(keys: &[NixSecretKey], o: &Opts) -> anyhow::Result<Report> {
     let range = o.start..o.start + o.entries;
@@ -135,7 +138,7 @@ pub fn run(keys: &[NixSecretKey], o: &Opts) -> anyhow::Result<Report> {
     let rx = Arc::new(Mutex::new(rx));
     let cpu0 = o.pid.and_then(sys::cpu_secs);
     let start = Instant::now();
-    let results: Vec<anyhow::Result<(Vec<f64>, u64, u64, u64)>> = std::thread::scope(|s| {
+    let results: Vec<anyhow::Result<Submitter>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..o.connections)
             .map(|_| {
                 let rx = rx.clone();

@@ -7,6 +7,9 @@ use plotters::prelude::*;
 
 use crate::scale::Point;
 
+/// A line: its label, colour, and value at a point.
+type Series = (&'static str, RGBColor, fn(&Point) -> f64);
+
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plot: {e}")
 }
@@ -46,7 +49,7 @@ pub fn draw(points: &[Point], out: &Path) -> anyhow::Result<()> {
         .x_label_formatter(&|x| format!("{x:.0e}"))
         .draw()
         .map_err(err)?;
-    let series: [(&str, RGBColor, fn(&Point) -> f64); 3] = [
+    let series: [Series; 3] = [
         ("ingest (acked entries/s)", BLUE, |p| {
             p.ingest_median_per_sec
         }),
@@ -93,7 +96,7 @@ pub fn draw(points: &[Point], out: &Path) -> anyhow::Result<()> {
         .x_label_formatter(&|x| format!("{x:.0e}"))
         .draw()
         .map_err(err)?;
-    let series: [(&str, RGBColor, fn(&Point) -> f64); 3] = [
+    let series: [Series; 3] = [
         ("submit ack (256 entries/request)", BLUE, |p| {
             p.ack_p99_median_ms
         }),

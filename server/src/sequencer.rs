@@ -446,7 +446,7 @@ mod tests {
             .unwrap();
             size += n;
             step = (step * 7 + 3) % 9_000 + 1;
-            if size % 3 == 0 {
+            if size.is_multiple_of(3) {
                 let s = store.state().unwrap().unwrap();
                 edge = Edge::load(&*store, &s).unwrap();
                 restarts += 1;
