@@ -151,3 +151,117 @@ fn acknowledged_entries_and_served_checkpoints_survive_sigkill() {
         head.size
     );
 }
+
+/// The client's stored checkpoint under SIGKILL: `vouch verify` processes
+/// are killed at random moments while the log grows and they advance the
+/// stored checkpoint. After every kill the stored checkpoint is whole, signed
+/// by the log, never smaller than before, consistent with the log, and no
+/// fork was ever recorded; an unkilled run then accepts.
+#[test]
+fn the_clients_stored_checkpoint_survives_sigkill() {
+    use std::process::{Command, Stdio};
+    use vouch_spec::consistency;
+    let log = Log::start("batch_max_wait_ms = 1");
+    let verifier = Ed25519Verifier::from_vkey(&log.vkey).unwrap();
+    let dir = vouch_tests::temp_dir("client-kill");
+    std::fs::write(
+        dir.join("policy"),
+        format!("log {}\nquorum none\n", log.vkey),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("client.toml"),
+        format!(
+            "log_url = {:?}\npolicy_file = {:?}\ntrusted_builders = [{:?}]\nrequired_builders = 1\nstate_dir = {:?}\n",
+            log.url,
+            dir.join("policy").display().to_string(),
+            builder(1).public().to_string(),
+            dir.join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    let narinfo = dir.join("x.narinfo");
+    std::fs::write(&narinfo, vouch_tests::narinfo_for(0).to_text()).unwrap();
+    let stored = || -> Option<Vec<u8>> {
+        let rd = std::fs::read_dir(dir.join("state")).ok()?;
+        rd.flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "checkpoint"))
+            .map(|p| std::fs::read(p).unwrap())
+    };
+    let mut last = 0u64;
+    let mut seed = 0x2545f4914f6cdd1du64;
+    let mut killed = 0;
+    for round in 0..40u64 {
+        let body: Vec<u8> = (round * 5..round * 5 + 5)
+            .flat_map(|i| attestation(&builder(1), i, 0).encode())
+            .collect();
+        assert_eq!(log.submit(&body, false).0, 200);
+        let mut child = Command::new(vouch_tests::binary("vouch"))
+            .args(["verify", "--config"])
+            .arg(dir.join("client.toml"))
+            .arg(&narinfo)
+            .env("VOUCH_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(seed % 15_000));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            !std::fs::read_dir(dir.join("state"))
+                .map(|rd| rd
+                    .flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "fork")))
+                .unwrap_or(false),
+            "a killed client recorded a fork"
+        );
+        let Some(bytes) = stored() else { continue };
+        let cp = open_checkpoint(&bytes, &[&verifier])
+            .expect("the stored checkpoint is whole and signed by the log")
+            .checkpoint;
+        assert!(
+            cp.size >= last,
+            "stored checkpoint went back: {} < {last}",
+            cp.size
+        );
+        last = cp.size;
+        let (_, now) = log.get("/checkpoint");
+        let now = open_checkpoint(&now, &[&verifier]).unwrap().checkpoint;
+        if cp.size > 0 && cp.size < now.size {
+            let (_, p) = log.get(&format!(
+                "/vouch/v1/proof/consistency?old={}&new={}",
+                cp.size, now.size
+            ));
+            consistency::verify(
+                cp.size,
+                now.size,
+                &vouch_tests::proof_hashes(&p),
+                &cp.root,
+                &now.root,
+            )
+            .expect("the stored checkpoint is consistent with the log");
+        }
+    }
+    assert!(killed > 5, "only {killed} clients were killed mid-run");
+    assert!(last > 0, "clients stored a checkpoint");
+    let out = Command::new(vouch_tests::binary("vouch"))
+        .args(["verify", "--config"])
+        .arg(dir.join("client.toml"))
+        .arg(&narinfo)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ACCEPT"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
