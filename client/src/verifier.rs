@@ -457,14 +457,8 @@ impl Verifier {
                         cp.checkpoint.size
                     )));
                 }
-                inclusion::verify(
-                    le.index,
-                    cp.checkpoint.size,
-                    &entry.leaf_hash(),
-                    &p.proof,
-                    &cp.checkpoint.root,
-                )
-                .map_err(|e| bad(e.to_string()))?;
+                p.verify_inclusion(&entry.leaf_hash(), &cp.checkpoint)
+                    .map_err(|e| bad(e.to_string()))?;
                 size = size.max(cp.checkpoint.size);
                 included.push((le.index, entry));
                 continue;

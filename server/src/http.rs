@@ -659,6 +659,7 @@ fn bundle_text(
     p: &crate::state::Published,
 ) -> Result<String, ApiError> {
     let entry = shared
+        .store
         .entry(index)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal(format!("entry {index} missing")))?;
@@ -734,15 +735,16 @@ async fn lookup(
             }
             let e = st
                 .shared
+                .store
                 .entry(index)
                 .map_err(ApiError::internal)?
                 .ok_or_else(|| ApiError::internal(format!("entry {index} missing")))?;
-            let entry = String::from_utf8(e.clone()).map_err(ApiError::internal)?;
             let proof = if with_proof {
-                Some(proof_text(&st.shared, index, e, &p)?)
+                Some(proof_text(&st.shared, index, e.clone(), &p)?)
             } else {
                 None
             };
+            let entry = String::from_utf8(e).map_err(ApiError::internal)?;
             entries.push(LookupEntry {
                 index,
                 entry,

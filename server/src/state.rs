@@ -204,11 +204,6 @@ impl Shared {
             level0: RefCell::new(None),
         }
     }
-
-    /// The entry at `index` (which must be below the published size).
-    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.entry(index)
-    }
 }
 
 /// A tile's hashes and every interior node they determine: `rows[r]` holds

@@ -13,6 +13,7 @@
 //! Vouch puts the attestation entry's bytes in `extra` (`spec/PROTOCOL.md` §5).
 
 use crate::b64;
+use crate::checkpoint::Checkpoint;
 use crate::hash::Hash;
 use crate::inclusion::{self, InclusionError};
 use crate::policy::{Policy, PolicyCheckError, PolicyCheckpoint};
@@ -137,14 +138,25 @@ impl TlogProof {
     /// (step 1 of the spec), against a policy (steps 2–4).
     pub fn verify(&self, leaf: &Hash, policy: &Policy) -> Result<PolicyCheckpoint, TlogProofError> {
         let cp = policy.verify_checkpoint(&self.checkpoint)?;
+        self.verify_inclusion(leaf, &cp.checkpoint)?;
+        Ok(cp)
+    }
+
+    /// Step 4 alone: the inclusion proof of `leaf` at this proof's index
+    /// under `checkpoint`, which the caller has verified (for instance, this
+    /// proof's own checkpoint after its signatures and consistency).
+    pub fn verify_inclusion(
+        &self,
+        leaf: &Hash,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), InclusionError> {
         inclusion::verify(
             self.index,
-            cp.checkpoint.size,
+            checkpoint.size,
             leaf,
             &self.proof,
-            &cp.checkpoint.root,
-        )?;
-        Ok(cp)
+            &checkpoint.root,
+        )
     }
 
     /// [`TlogProof::verify`] with the checkpoint's signatures checked
@@ -157,13 +169,7 @@ impl TlogProof {
         cache: &mut crate::policy::CheckpointCache,
     ) -> Result<PolicyCheckpoint, TlogProofError> {
         let cp = cache.verify(policy, &self.checkpoint)?;
-        inclusion::verify(
-            self.index,
-            cp.checkpoint.size,
-            leaf,
-            &self.proof,
-            &cp.checkpoint.root,
-        )?;
+        self.verify_inclusion(leaf, &cp.checkpoint)?;
         Ok(cp)
     }
 }
