@@ -35,6 +35,47 @@ struct LookupEntry {
     proof: Option<String>,
 }
 
+/// Calls `one` in a loop on `connections` threads (each with its own
+/// connection and random generator) for `secs` seconds; returns each call's
+/// latency in milliseconds and the wall time in seconds.
+fn hammer(
+    connections: usize,
+    secs: f64,
+    one: impl Fn(&ureq::Agent, &mut Rng) -> anyhow::Result<()> + Sync,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let results: Vec<anyhow::Result<Vec<f64>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..connections)
+            .map(|c| {
+                let one = &one;
+                s.spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(30))
+                        .build();
+                    let mut rng = Rng::new(0x5eed + c as u64);
+                    let mut lat = Vec::new();
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        one(&agent, &mut rng)?;
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("client thread panicked")))
+            .collect()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let mut lat = Vec::new();
+    for r in results {
+        lat.extend(r?);
+    }
+    Ok((lat, wall))
+}
+
 /// Looks up random paths among entries `0..size` for `secs` seconds from
 /// `connections` connections, each answer carrying a tlog-proof per entry.
 pub fn lookups(
@@ -43,45 +84,19 @@ pub fn lookups(
     connections: usize,
     secs: f64,
 ) -> anyhow::Result<LookupReport> {
-    let start = Instant::now();
-    let until = start + Duration::from_secs_f64(secs);
-    let results: Vec<anyhow::Result<Vec<f64>>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..connections)
-            .map(|c| {
-                s.spawn(move || {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(Duration::from_secs(30))
-                        .build();
-                    let mut rng = Rng::new(0x5eed + c as u64);
-                    let mut lat = Vec::new();
-                    while Instant::now() < until {
-                        let i = rng.below(size);
-                        let url = format!(
-                            "{log}/vouch/v1/lookup/{}?proof=1",
-                            gen::store_path(i).hash_part()
-                        );
-                        let t = Instant::now();
-                        let l: Lookup =
-                            serde_json::from_reader(agent.get(&url).call()?.into_reader())
-                                .with_context(|| format!("lookup {url}"))?;
-                        lat.push(t.elapsed().as_secs_f64() * 1e3);
-                        if l.entries.is_empty() || l.entries.iter().any(|e| e.proof.is_none()) {
-                            bail!("lookup of entry {i}: no entry or no proof");
-                        }
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("lookup thread panicked")))
-            .collect()
-    });
-    let wall = start.elapsed().as_secs_f64();
-    let mut lat = Vec::new();
-    for r in results {
-        lat.extend(r?);
-    }
+    let (mut lat, wall) = hammer(connections, secs, |agent, rng| {
+        let i = rng.below(size);
+        let url = format!(
+            "{log}/vouch/v1/lookup/{}?proof=1",
+            gen::store_path(i).hash_part()
+        );
+        let l: Lookup = serde_json::from_reader(agent.get(&url).call()?.into_reader())
+            .with_context(|| format!("lookup {url}"))?;
+        if l.entries.is_empty() || l.entries.iter().any(|e| e.proof.is_none()) {
+            bail!("lookup of entry {i}: no entry or no proof");
+        }
+        Ok(())
+    })?;
     Ok(LookupReport {
         per_sec: lat.len() as f64 / wall,
         p50_ms: sys::quantile(&mut lat, 0.5),
@@ -95,36 +110,14 @@ pub fn lookups(
 /// stack and this client manage with no work behind the request, the
 /// ceiling for any lookup rate.
 pub fn http_ceiling(log: &str, connections: usize, secs: f64) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    let until = start + Duration::from_secs_f64(secs);
-    let counts: Vec<anyhow::Result<u64>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..connections)
-            .map(|_| {
-                s.spawn(move || {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(Duration::from_secs(30))
-                        .build();
-                    let mut n = 0;
-                    while Instant::now() < until {
-                        agent
-                            .get(&format!("{log}/checkpoint"))
-                            .call()?
-                            .into_string()?;
-                        n += 1;
-                    }
-                    Ok(n)
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("thread panicked")))
-            .collect()
-    });
-    let mut total = 0;
-    for c in counts {
-        total += c?;
-    }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    let (lat, wall) = hammer(connections, secs, |agent, _| {
+        agent
+            .get(&format!("{log}/checkpoint"))
+            .call()?
+            .into_string()?;
+        Ok(())
+    })?;
+    Ok(lat.len() as f64 / wall)
 }
 
 /// Offline verification rates on one core.
