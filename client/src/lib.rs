@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod keyfile;
 pub mod nar;
 pub mod pathinfo;
+pub mod serve;
 pub mod spool;
 pub mod state;
 pub mod substituter;

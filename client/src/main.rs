@@ -460,11 +460,15 @@ fn run() -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 tracing::info!(addr = %l.local_addr()?, "substituter serving");
-                axum::serve(l, vouch::substituter::router(s))
-                    .with_graceful_shutdown(async {
+                vouch::serve::serve(
+                    l,
+                    vouch::substituter::router(s),
+                    vouch::serve::Limits::default().fit_to_fd_limit(),
+                    async {
                         let _ = tokio::signal::ctrl_c().await;
-                    })
-                    .await?;
+                    },
+                )
+                .await;
                 anyhow::Ok(())
             })
         }

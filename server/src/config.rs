@@ -30,6 +30,18 @@ pub struct Config {
     pub max_attestations_per_request: usize,
     /// Seconds a client has to send its whole body; slower is 408.
     pub body_timeout_secs: u64,
+    /// Submission bodies held in memory at once (bytes, counted by their
+    /// declared length, or `max_body_bytes` when chunked); a submission
+    /// beyond it is 503 with Retry-After, so slow clients cannot pile up.
+    pub submit_memory_bytes: usize,
+    /// Connections served at once (lowered to half the file-descriptor
+    /// limit); more are answered 503 with Retry-After.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds after which a connection is closed once its current request
+    /// is answered (and dropped 30 s later if it still has not finished).
+    pub max_connection_age_secs: u64,
     /// Submissions per second allowed per client address (0: unlimited).
     pub rate_limit_per_second: f64,
     /// Burst allowed above the per-address rate.
@@ -71,6 +83,10 @@ impl Default for Config {
             max_body_bytes: 16 << 20,
             max_attestations_per_request: 1000,
             body_timeout_secs: 30,
+            submit_memory_bytes: 256 << 20,
+            max_connections: 4096,
+            header_timeout_secs: 10,
+            max_connection_age_secs: 300,
             rate_limit_per_second: 0.0,
             rate_limit_burst: 100.0,
             builder_rate_limit_per_second: 0.0,

@@ -38,6 +38,8 @@ pub struct AppState {
     pub limits: Limits,
     rate: Mutex<HashMap<IpAddr, (f64, Instant)>>,
     builder_rate: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Submission bodies in memory, in KiB permits.
+    body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// Request limits and submission policy.
@@ -63,6 +65,8 @@ pub struct Limits {
     pub checkpoint_max_age: u64,
     /// How long `wait=1` waits for a served checkpoint to cover the entries.
     pub wait_timeout: Duration,
+    /// Submission bodies held at once (bytes).
+    pub submit_memory_bytes: usize,
 }
 
 impl AppState {
@@ -73,6 +77,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         limits: Limits,
     ) -> AppState {
+        let kib = (limits.submit_memory_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         AppState {
             shared,
             queue,
@@ -80,6 +85,7 @@ impl AppState {
             limits,
             rate: Mutex::new(HashMap::new()),
             builder_rate: Mutex::new(HashMap::new()),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(kib)),
         }
     }
 }
@@ -351,10 +357,14 @@ fn take<K: std::hash::Hash + Eq>(
     let Ok(mut m) = buckets.lock() else {
         return true;
     };
-    if m.len() > 100_000 {
-        m.clear();
-    }
     let now = Instant::now();
+    if m.len() > 100_000 {
+        // Forget keys whose bucket has refilled: they are as good as new.
+        m.retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < burst);
+        if m.len() > 100_000 {
+            m.clear();
+        }
+    }
     let (tokens, at) = m.entry(key).or_insert((burst, now));
     *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
     *at = now;
@@ -367,13 +377,89 @@ fn take<K: std::hash::Hash + Eq>(
 
 impl AppState {
     fn rate_limited(&self, ip: IpAddr) -> bool {
+        // One bucket per IPv6 /64: one host usually holds a whole /64.
+        let key = match ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::from(o)
+            }
+            IpAddr::V6(v6) => IpAddr::V4(
+                v6.to_ipv4_mapped()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            ),
+            v4 => v4,
+        };
         !take(
             &self.rate,
-            ip,
+            key,
             1.0,
             self.limits.rate_per_second,
             self.limits.rate_burst,
         )
+    }
+}
+
+/// Reads a submission body within `max_body_bytes` and `body_timeout`,
+/// charging what has arrived so far (in KiB) to the log's shared budget
+/// for submissions in memory: a slow client holds only what it has sent,
+/// and a body that would overrun the budget is refused with 503.
+async fn read_body(
+    st: &AppState,
+    mut body: Body,
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ApiError> {
+    use http_body_util::BodyExt;
+    let max = st.limits.max_body_bytes;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut held_kib = 0u32;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad(format!("reading body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if buf.len() + data.len() > max {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body exceeds the limit of {max} bytes"),
+                ));
+            }
+            buf.extend_from_slice(&data);
+            let want = u32::try_from(buf.len().div_ceil(1024)).unwrap_or(u32::MAX);
+            if want > held_kib {
+                let more = st
+                    .body_budget
+                    .clone()
+                    .try_acquire_many_owned(want - held_kib)
+                    .map_err(|_| {
+                        ApiError::unavailable(
+                            format!(
+                                "{} bytes of submissions are in flight already; retry shortly",
+                                st.limits.submit_memory_bytes
+                            ),
+                            1,
+                        )
+                    })?;
+                match held.as_mut() {
+                    Some(h) => h.merge(more),
+                    None => held = Some(more),
+                }
+                held_kib = want;
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(st.limits.body_timeout, read).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "body not received within {}s",
+                st.limits.body_timeout.as_secs()
+            ),
+        )),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Ok((Bytes::from(buf), held)),
     }
 }
 
@@ -414,11 +500,11 @@ async fn submit(
         Some("1") => true,
         Some(w) => return Err(ApiError::bad(format!("wait={w:?}: want 0 or 1"))),
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
         if len > st.limits.max_body_bytes as u64 {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -429,38 +515,9 @@ async fn submit(
             ));
         }
     }
-    let bytes: Bytes = match tokio::time::timeout(
-        st.limits.body_timeout,
-        axum::body::to_bytes(body, st.limits.max_body_bytes),
-    )
-    .await
-    {
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "body not received within {}s",
-                    st.limits.body_timeout.as_secs()
-                ),
-            ))
-        }
-        Ok(Err(e)) => {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.to_string().contains("length limit"));
-            return Err(if too_big || e.to_string().contains("length limit") {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "body exceeds the limit of {} bytes",
-                        st.limits.max_body_bytes
-                    ),
-                )
-            } else {
-                ApiError::bad(format!("reading body: {e}"))
-            });
-        }
-        Ok(Ok(b)) => b,
-    };
+    // Held until the sequencer has logged the entries, so bodies being
+    // read and jobs queued together stay within `submit_memory_bytes`.
+    let (bytes, _reserved) = read_body(&st, body).await?;
     let st2 = st.clone();
     let prepared = tokio::task::spawn_blocking(move || prepare(&st2, &bytes))
         .await

@@ -128,18 +128,22 @@ pub async fn serve(
         builder_rate_burst: cfg.builder_rate_limit_burst.max(1.0),
         checkpoint_max_age: cfg.checkpoint_max_age_secs,
         wait_timeout: Duration::from_secs(cfg.wait_timeout_secs),
+        // At least one largest body must fit.
+        submit_memory_bytes: cfg.submit_memory_bytes.max(cfg.max_body_bytes),
     };
     let app = http::router(Arc::new(http::AppState::new(shared, tx, metrics, limits)));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "serving");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let conn_limits = vouch::serve::Limits {
+        max_connections: cfg.max_connections.max(1),
+        header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
+        max_connection_age: Duration::from_secs(cfg.max_connection_age_secs.max(1)),
+        ..vouch::serve::Limits::default()
+    }
+    .fit_to_fd_limit();
+    vouch::serve::serve(listener, app, conn_limits, shutdown_signal()).await;
     tracing::info!("HTTP stopped; waiting for the sequencer to finish its batch");
     tokio::task::spawn_blocking(move || seq.join())
         .await?

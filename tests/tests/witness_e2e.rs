@@ -175,8 +175,13 @@ fn witness_refuses_every_bad_request_and_survives_sigkill() {
         tree: log.tree.clone(),
     };
     assert_eq!(w.add_checkpoint(&forger.request(0, 5)).0, 403);
-    // Malformed: 400. Old size beyond the checkpoint: 400.
+    // Malformed, non-UTF-8: 400. Oversized: 413. Old size beyond the checkpoint: 400.
     assert_eq!(w.add_checkpoint(b"old x\n\n").0, 400);
+    let (s, _, b) = w.add_checkpoint(b"old 0\n\n\xff\xfe\n");
+    assert_eq!(s, 400, "{}", String::from_utf8_lossy(&b));
+    let (s, _, b) = w.add_checkpoint(&vec![b'a'; 100 << 10]);
+    assert_eq!(s, 413);
+    assert!(String::from_utf8_lossy(&b).contains("exceeds the limit"));
     assert_eq!(w.add_checkpoint(&log.request(7, 5)).0, 400);
     // A good first checkpoint: 200 with a valid cosignature.
     let (s, _, b) = w.add_checkpoint(&log.request(0, 5));

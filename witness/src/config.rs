@@ -40,6 +40,13 @@ pub struct Config {
     /// Seconds between polls of logs with a URL.
     #[serde(default = "default_poll")]
     pub poll_interval_secs: u64,
+    /// Connections served at once (lowered to half the file-descriptor
+    /// limit); more are answered 503 with Retry-After.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
     /// The logs.
     #[serde(default, rename = "log")]
     pub logs: Vec<LogConfig>,
@@ -51,6 +58,14 @@ fn default_data_dir() -> PathBuf {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_header_timeout() -> u64 {
+    10
 }
 
 fn default_poll() -> u64 {

@@ -212,7 +212,41 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response {
+/// Largest `add-checkpoint` body: a checkpoint with its signatures and a
+/// consistency proof (at most 63 hashes) fit in a few KiB.
+pub const MAX_BODY_BYTES: usize = 64 << 10;
+
+/// Time allowed to send an `add-checkpoint` body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn add_checkpoint(State(w): State<Arc<Witness>>, body: axum::body::Body) -> Response {
+    let body: Bytes = match tokio::time::timeout(
+        BODY_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("body not received within {}s\n", BODY_TIMEOUT.as_secs()),
+            )
+        }
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.to_string().contains("length limit"))
+                || e.to_string().contains("length limit");
+            return if too_big {
+                text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body exceeds the limit of {MAX_BODY_BYTES} bytes\n"),
+                )
+            } else {
+                text(StatusCode::BAD_REQUEST, format!("reading body: {e}\n"))
+            };
+        }
+        Ok(Ok(b)) => b,
+    };
     let req = match AddCheckpoint::parse(&body) {
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),

@@ -113,14 +113,21 @@ fn run() -> anyhow::Result<i32> {
                     .await
                     .with_context(|| format!("listening on {}", cfg.listen))?;
                 tracing::info!(addr = %listener.local_addr()?, "witness serving");
-                axum::serve(
+                let limits = vouch::serve::Limits {
+                    max_connections: cfg.max_connections.max(1),
+                    header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
+                    ..vouch::serve::Limits::default()
+                }
+                .fit_to_fd_limit();
+                vouch::serve::serve(
                     listener,
                     vouch_witness::router(w, &cfg.submission_prefix, &cfg.monitoring_prefix),
+                    limits,
+                    async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    },
                 )
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+                .await;
                 anyhow::Ok(0)
             })
         }

@@ -1,0 +1,274 @@
+//! Serving HTTP/1.1 on a public port with the bounds every Vouch server
+//! needs (the log, the witness and the substituter share this loop):
+//!
+//! - at most `max_connections` open at once; one more is answered
+//!   `503 Service Unavailable` with `Retry-After` and closed, so the accept
+//!   queue never grows without bound;
+//! - request headers must arrive within `header_timeout` (hyper's
+//!   `header_read_timeout`, which `axum::serve` leaves without a timer, so a
+//!   client that trickles headers would hold its connection forever);
+//! - every connection is asked to close after `max_connection_age` (the
+//!   request in flight finishes, keep-alive ends) and dropped `grace` later,
+//!   so a client that never reads its response cannot pin a task either.
+//!
+//! Bodies are the handlers' business: each reads its body with a size limit
+//! and a deadline. The peer address reaches handlers as
+//! `axum::extract::ConnectInfo<SocketAddr>`, as with
+//! `into_make_service_with_connect_info`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
+
+/// Connection bounds (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections served at once; more get 503.
+    pub max_connections: usize,
+    /// Time allowed for a request's headers to arrive, counted from the
+    /// first byte (and for an idle keep-alive connection to send one).
+    pub header_timeout: Duration,
+    /// After this long a connection is asked to close.
+    pub max_connection_age: Duration,
+    /// And this much later it is dropped, whatever it is doing.
+    pub grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(300),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    /// Lowers `max_connections` to what the process can hold open: raises
+    /// the soft file-descriptor limit to the hard one (as Go does at start)
+    /// and keeps half of it for everything else (RocksDB's files, outgoing
+    /// requests), so a crowd of clients can never starve the database of
+    /// descriptors.
+    pub fn fit_to_fd_limit(mut self) -> Limits {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let mut l = getrlimit(Resource::Nofile);
+        if l.maximum != l.current {
+            let raised = rustix::process::Rlimit {
+                current: l.maximum,
+                maximum: l.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                l = getrlimit(Resource::Nofile);
+            }
+        }
+        if let Some(soft) = l.current {
+            let fit = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
+            if fit < self.max_connections {
+                tracing::warn!(
+                    configured = self.max_connections,
+                    serving = fit,
+                    fd_limit = soft,
+                    "max_connections lowered to half the file-descriptor limit"
+                );
+                self.max_connections = fit;
+            }
+        }
+        self
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then asks every
+/// connection to finish its request and waits (at most `grace`) for them.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream, limits.max_connections));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(req)
+        });
+        let mut stop = stop_rx.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended");
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(limits.max_connection_age) => {}
+                _ = stop.changed() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            if tokio::time::timeout(limits.grace, conn).await.is_err() {
+                tracing::debug!(%peer, "connection dropped after its grace period");
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(limits.grace, slots.acquire_many(all)).await;
+}
+
+/// Answers a connection over the limit with 503 and closes it. The request
+/// is drained briefly first so the close does not reset the answer away.
+async fn refuse(mut stream: TcpStream, max: usize) {
+    let body = format!("the server is at its limit of {max} connections; retry shortly\n");
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            let n = stream.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+    use std::net::SocketAddr;
+
+    async fn start(limits: Limits) -> (SocketAddr, watch::Sender<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let router = Router::new()
+            .route(
+                "/",
+                get(|ConnectInfo(p): ConnectInfo<SocketAddr>| async move { p.ip().to_string() }),
+            )
+            .route("/echo", post(|b: axum::body::Bytes| async move { b }));
+        let (tx, mut rx) = watch::channel(());
+        tokio::spawn(serve(l, router, limits, async move {
+            let _ = rx.changed().await;
+        }));
+        (addr, tx)
+    }
+
+    async fn roundtrip(addr: SocketAddr, req: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(req).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn serves_with_the_peer_address_and_refuses_over_the_limit() {
+        let (addr, _stop) = start(Limits {
+            max_connections: 2,
+            ..Limits::default()
+        })
+        .await;
+        let ok = roundtrip(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("127.0.0.1"),
+            "{ok}"
+        );
+        // Two idle connections take both slots; a third is refused with 503.
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = roundtrip(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            refused.starts_with("HTTP/1.1 503") && refused.contains("Retry-After: 1"),
+            "{refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn slow_headers_are_cut_off() {
+        let (addr, _stop) = start(Limits {
+            header_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        })
+        .await;
+        let t = std::time::Instant::now();
+        let cut = roundtrip(addr, b"GET / HTTP/1.1\r\nHost: x\r\n").await;
+        assert!(!cut.contains("200 OK"), "{cut}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn old_connections_finish_their_request_and_close() {
+        let (addr, _stop) = start(Limits {
+            max_connection_age: Duration::from_millis(500),
+            grace: Duration::from_millis(300),
+            ..Limits::default()
+        })
+        .await;
+        // A keep-alive connection gets its answer, then is closed by age.
+        let t = std::time::Instant::now();
+        let kept = roundtrip(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(kept.starts_with("HTTP/1.1 200"), "{kept}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        // One that never sends a whole request is dropped after the grace.
+        let t = std::time::Instant::now();
+        let cut = roundtrip(
+            addr,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nab",
+        )
+        .await;
+        assert!(!cut.contains("200 OK"), "{cut}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+}
