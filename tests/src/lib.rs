@@ -2,6 +2,8 @@
 //! their own data directories, talk to them over HTTP, kill them.
 #![forbid(unsafe_code)]
 
+pub mod lying;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,18 @@ fn nanos() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
+}
+
+/// Polls `f` every 100 ms until it holds; panics after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
 }
 
 /// A free loopback port.
@@ -308,6 +322,18 @@ impl Witness {
         panic!("vouch-witness did not come up");
     }
 
+    /// What it has logged (warnings and errors) so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The checkpoint it last cosigned for `origin` (its monitoring endpoint).
+    pub fn cosigned(&self, origin: &str) -> Option<Vec<u8>> {
+        let hash = vouch_spec::hex::encode(&vouch_spec::hash::sha256(origin.as_bytes()));
+        let (s, b) = response(ureq::get(&format!("{}/{hash}/checkpoint", self.url)).call());
+        (s == 200).then_some(b)
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -348,13 +374,18 @@ impl Drop for Witness {
 }
 
 fn spawn_witness(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stderr.log"))
+        .expect("opening the witness's log file");
     Command::new(binary("vouch-witness"))
         .arg("serve")
         .arg("--config")
         .arg(dir.join("witness.toml"))
         .env("VOUCH_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("starting vouch-witness")
 }
@@ -436,7 +467,11 @@ pub fn proof_hashes(json: &[u8]) -> Vec<vouch_spec::Hash> {
 
 /// A narinfo describing exactly what `attestation(&builder(1), i, 0)` attests.
 pub fn narinfo_for(i: u64) -> vouch_spec::nix::NarInfo {
-    let a = attestation(&builder(1), i, 0);
+    narinfo_of(&attestation(&builder(1), i, 0))
+}
+
+/// A narinfo describing exactly what `a` attests.
+pub fn narinfo_of(a: &Attestation) -> vouch_spec::nix::NarInfo {
     let refs: Vec<String> = a.references.iter().map(|r| r.base().to_string()).collect();
     let text = format!(
         "StorePath: {}\nURL: nar/x.nar\nNarHash: {}\nNarSize: {}\nReferences: {}\n",

@@ -3,118 +3,14 @@
 //! say why, both when it proves inclusion from the tlog-proofs in lookup
 //! answers and when it proves it from the log's tiles.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use vouch::verifier::{ClientConfig, Rejection, Verifier};
 use vouch_spec::cosignature::CosignatureSigner;
 use vouch_spec::note::Note;
-use vouch_spec::tlog_proof::TlogProof;
-use vouch_tests::{attestation, builder, narinfo_for, temp_dir, Log};
-
-#[derive(Clone, Debug, PartialEq)]
-enum Lie {
-    Honest,
-    /// Serve this checkpoint instead of the real one (at `/checkpoint` and
-    /// inside the tlog-proofs of lookup answers).
-    Checkpoint(Vec<u8>),
-    /// Flip a byte in every hash tile and in the first hash of every proof
-    /// in lookup answers.
-    TileBitFlip,
-    /// Swap a byte in every entry returned by lookup.
-    EntryBytes,
-}
-
-struct Proxy {
-    url: String,
-    lie: Arc<Mutex<Lie>>,
-}
-
-fn proxy(upstream: String) -> Proxy {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let lie = Arc::new(Mutex::new(Lie::Honest));
-    let lie2 = lie.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming().flatten() {
-            let (upstream, lie) = (upstream.clone(), lie2.clone());
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if r.read_line(&mut line).is_err() {
-                    return;
-                }
-                let path = line.split(' ').nth(1).unwrap_or("/").to_string();
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                        break;
-                    }
-                }
-                let (status, mut body) = match ureq::get(&format!("{upstream}{path}")).call() {
-                    Ok(resp) => {
-                        let mut b = Vec::new();
-                        resp.into_reader().read_to_end(&mut b).unwrap();
-                        (200, b)
-                    }
-                    Err(ureq::Error::Status(s, resp)) => {
-                        (s, resp.into_string().unwrap_or_default().into_bytes())
-                    }
-                    Err(_) => (502, Vec::new()),
-                };
-                match (&*lie.lock().unwrap(), path.as_str()) {
-                    (Lie::Checkpoint(cp), "/checkpoint") => body = cp.clone(),
-                    (Lie::Checkpoint(cp), p) if p.starts_with("/vouch/v1/lookup/") => {
-                        body = edit_proofs(&body, |t| t.checkpoint = cp.clone())
-                    }
-                    (Lie::TileBitFlip, p) if p.starts_with("/vouch/v1/lookup/") => {
-                        body = edit_proofs(&body, |t| {
-                            if let Some(h) = t.proof.first_mut() {
-                                h.0[0] ^= 1
-                            }
-                        })
-                    }
-                    (Lie::TileBitFlip, p)
-                        if p.starts_with("/tile/")
-                            && !p.starts_with("/tile/entries/")
-                            && !body.is_empty() =>
-                    {
-                        body[0] ^= 1
-                    }
-                    (Lie::EntryBytes, p) if p.starts_with("/vouch/v1/lookup/") => {
-                        let s = String::from_utf8(body)
-                            .unwrap()
-                            .replace("nar-size 10", "nar-size 20");
-                        body = s.into_bytes();
-                    }
-                    _ => {}
-                }
-                let mut c = conn;
-                let _ = write!(
-                    c,
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = c.write_all(&body);
-            });
-        }
-    });
-    Proxy { url, lie }
-}
-
-/// Applies `f` to every tlog-proof in a lookup answer.
-fn edit_proofs(body: &[u8], f: impl Fn(&mut TlogProof)) -> Vec<u8> {
-    let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
-    for e in v["entries"].as_array_mut().unwrap() {
-        if let Some(text) = e["proof"].as_str() {
-            let mut t = TlogProof::parse(text.as_bytes()).unwrap();
-            f(&mut t);
-            e["proof"] = String::from_utf8(t.encode()).unwrap().into();
-        }
-    }
-    serde_json::to_vec(&v).unwrap()
-}
+use vouch_tests::lying::{Lie, Proxy};
+use vouch_tests::{
+    attestation, builder, log_keygen, narinfo_for, narinfo_of, temp_dir, wait_until, Log, Witness,
+    ORIGIN,
+};
 
 #[test]
 fn the_verifier_refuses_every_lie_from_lookup_proofs() {
@@ -144,7 +40,7 @@ fn refuses_every_lie(lookup_proofs: bool) {
             .0,
         200
     );
-    let p = proxy(log.url.clone());
+    let p = Proxy::start(&log.url);
     let dir = temp_dir("lying");
     let w = CosignatureSigner::from_seed("w.vouch.test", &[7; 32]).unwrap();
     std::fs::write(
@@ -175,7 +71,7 @@ fn refuses_every_lie(lookup_proofs: bool) {
         lookup_proofs,
     };
     let v = Verifier::new(cfg("policy", "state")).unwrap();
-    let set = |l: Lie| *p.lie.lock().unwrap() = l;
+    let set = |l: Lie| p.set(l);
     // Honest: accepted (and the client now remembers size 601).
     v.check_narinfo(&narinfo_for(10)).unwrap();
 
@@ -256,4 +152,169 @@ fn refuses_every_lie(lookup_proofs: bool) {
         .unwrap_err();
     assert!(matches!(e, Rejection::BadEntry { .. }), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client of the log behind `url` with the policy file `policy`.
+fn client(url: &str, policy: &std::path::Path, state: &std::path::Path) -> Verifier {
+    Verifier::new(ClientConfig {
+        log_url: url.to_string(),
+        policy_file: policy.to_path_buf(),
+        trusted_builders: vec![
+            builder(1).public().to_string(),
+            builder(2).public().to_string(),
+        ],
+        required_builders: 2,
+        reject_disagreement: true,
+        max_checkpoint_age_secs: 3600,
+        state_dir: state.to_path_buf(),
+        lookup_proofs: true,
+    })
+    .unwrap()
+}
+
+/// Both builders attest paths 0..n with NAR variant `variant`.
+fn both_builders(n: u64, variant: u8) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            [
+                attestation(&builder(1), i, variant).encode(),
+                attestation(&builder(2), i, variant).encode(),
+            ]
+        })
+        .flatten()
+        .collect()
+}
+
+fn size_of(checkpoint: &[u8]) -> u64 {
+    String::from_utf8_lossy(checkpoint)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A split view: the log's key signs two histories and proxies show clients
+/// different ones. The second history attests another NAR for path 10 —
+/// what an attacker would show one victim. The witness refuses to cosign
+/// it, so a client requiring a witness quorum refuses it; a client that
+/// saw the first history and is then shown the second detects the fork even
+/// without witnesses; a witness pulling through a proxy never moves to it.
+#[test]
+fn a_split_view_is_refused_by_witnesses_and_clients() {
+    let (dir, vkey) = log_keygen();
+    let log_toml = format!("[[log]]\norigin = \"{ORIGIN}\"\nvkeys = [\"{vkey}\"]\n");
+    let w = Witness::start("w1.vouch.test", &log_toml);
+    std::fs::write(
+        dir.join("witnesses"),
+        format!("log {vkey}\nwitness w1 {} {}\nquorum w1\n", w.vkey, w.url),
+    )
+    .unwrap();
+    let fork_dir = temp_dir("fork");
+    std::fs::copy(dir.join("log.key"), fork_dir.join("log.key")).unwrap();
+    let honest = Log::start_in(
+        dir.clone(),
+        vkey.clone(),
+        &format!(
+            "witness_policy = \"{}\"\nwait_timeout_secs = 10",
+            dir.join("witnesses").display()
+        ),
+        false,
+    );
+    let fork = Log::start_in(fork_dir, vkey.clone(), "", true);
+    let (s, b) = honest.submit(&both_builders(40, 0), true);
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&b).contains("\"covered\":true"));
+    assert_eq!(fork.submit(&both_builders(50, 1), false).0, 200);
+    assert_eq!(size_of(&honest.get("/checkpoint").1), 80);
+    assert_eq!(size_of(&fork.get("/checkpoint").1), 100);
+
+    let cdir = temp_dir("split");
+    let (with_w, without_w) = (cdir.join("policy-w"), cdir.join("policy-none"));
+    std::fs::write(
+        &with_w,
+        format!("log {vkey}\nwitness w1 {}\nquorum w1\n", w.vkey),
+    )
+    .unwrap();
+    std::fs::write(&without_w, format!("log {vkey}\nquorum none\n")).unwrap();
+    let (pa, pb) = (Proxy::start(&honest.url), Proxy::start(&fork.url));
+    let victim = narinfo_of(&attestation(&builder(1), 10, 1));
+
+    // Client A sees the honest log, cosigned by the witness: accepted.
+    client(&pa.url, &with_w, &cdir.join("a"))
+        .check_narinfo(&narinfo_for(10))
+        .unwrap();
+    // Client B is shown the other history: it is validly signed by the log
+    // (a client without witnesses accepts it) but no witness cosigned it.
+    client(&pb.url, &without_w, &cdir.join("b-none"))
+        .check_narinfo(&victim)
+        .expect("the fork is signed by the log's key: only witnesses tell");
+    let e = client(&pb.url, &with_w, &cdir.join("b"))
+        .check_narinfo(&victim)
+        .unwrap_err();
+    assert!(e.to_string().contains("witness quorum not met"), "{e}");
+
+    // A client without witnesses that saw the honest history, then is
+    // shown the fork: it detects the fork, keeps evidence, and refuses the
+    // log from then on, whichever history it is shown.
+    let c = client(&pa.url, &without_w, &cdir.join("c"));
+    c.check_narinfo(&narinfo_for(10)).unwrap();
+    pa.route(&fork.url);
+    let e = c.check_narinfo(&victim).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Rejection::Fork {
+                old_size: 80,
+                new_size: 100,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    pa.route(&honest.url);
+    let e = c.check_narinfo(&narinfo_for(10)).unwrap_err();
+    assert!(matches!(e, Rejection::Refused { .. }), "{e}");
+
+    // The witness refuses the fork when the operator pushes it (422) and
+    // keeps the honest checkpoint.
+    let agent = ureq::Agent::new();
+    let req = vouch_spec::witness::AddCheckpoint {
+        old_size: 80,
+        proof: vouch::fetch::consistency_proof(&agent, &fork.url, 80, 100).unwrap(),
+        checkpoint: fork.get("/checkpoint").1,
+    };
+    let (s, _, b) = w.add_checkpoint(&req.encode());
+    assert_eq!(s, 422, "{}", String::from_utf8_lossy(&b));
+    let kept = w.cosigned(ORIGIN).unwrap();
+    assert_eq!(
+        Note::parse(&kept).unwrap().text,
+        Note::parse(&honest.get("/checkpoint").1).unwrap().text
+    );
+
+    // A witness pulling through a proxy that switches to the fork stays on
+    // the honest history and says why.
+    let pc = Proxy::start(&honest.url);
+    let wp = Witness::start(
+        "w2.vouch.test",
+        &format!("{log_toml}url = \"{}\"\n", pc.url),
+    );
+    wait_until("the pulling witness to cosign size 80", 20, || {
+        wp.cosigned(ORIGIN).is_some_and(|c| size_of(&c) == 80)
+    });
+    pc.route(&fork.url);
+    wait_until("the pulling witness to refuse the fork", 20, || {
+        wp.log_text().contains("poll failed")
+    });
+    let kept = wp.cosigned(ORIGIN).unwrap();
+    assert_eq!(size_of(&kept), 80);
+    assert_eq!(
+        Note::parse(&kept).unwrap().text,
+        Note::parse(&honest.get("/checkpoint").1).unwrap().text
+    );
+    let why = wp.log_text();
+    assert!(
+        why.contains("possible log misbehaviour") && why.contains("does not match the old root"),
+        "{why}"
+    );
+    let _ = std::fs::remove_dir_all(&cdir);
 }

@@ -4,7 +4,7 @@
 //! surviving SIGKILL; pull mode against a Tessera log served over loopback.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::consistency;
@@ -13,7 +13,7 @@ use vouch_spec::merkle::MemoryTree;
 use vouch_spec::note::{Ed25519Signer, Note};
 use vouch_spec::policy::Policy;
 use vouch_spec::witness::{parse_response, AddCheckpoint};
-use vouch_tests::{attestation, builder, log_keygen, Log, Witness, ORIGIN};
+use vouch_tests::{attestation, builder, log_keygen, wait_until, Log, Witness, ORIGIN};
 
 fn served_size(log: &Log) -> Option<u64> {
     let (s, b) = log.get("/checkpoint");
@@ -25,17 +25,6 @@ fn served_size(log: &Log) -> Option<u64> {
                 .and_then(|l| l.parse().ok())
         })
         .flatten()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(secs) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]
