@@ -1,7 +1,10 @@
-//! A lying log: a proxy between the client library and a real `vouch-log`
-//! that tampers with what it serves. The verifier must refuse every case and
-//! say why, both when it proves inclusion from the tlog-proofs in lookup
-//! answers and when it proves it from the log's tiles.
+//! A lying log: a proxy between its readers and a real `vouch-log` that
+//! tampers with what it serves. The client library must refuse every case
+//! and say why, both when it proves inclusion from the tlog-proofs in lookup
+//! answers and when it proves it from the log's tiles; so must a witness
+//! pulling through the proxy, and the monitor. A split view (the log's key
+//! signing two histories, shown to different parties) is its own case.
+//! The substituter with real Nix behind the proxy is in `nix_e2e.rs`.
 
 use vouch::verifier::{ClientConfig, Rejection, Verifier};
 use vouch_spec::cosignature::CosignatureSigner;
@@ -317,4 +320,77 @@ fn a_split_view_is_refused_by_witnesses_and_clients() {
         "{why}"
     );
     let _ = std::fs::remove_dir_all(&cdir);
+}
+
+/// A witness pulling a log through a lying proxy: an altered hash tile, a
+/// forged log signature and a rollback never move it, and it says why;
+/// once the proxy is honest again it catches up.
+#[test]
+fn a_pulling_witness_refuses_every_lie() {
+    let log = Log::start("");
+    assert_eq!(log.submit(&both_builders(25, 0), false).0, 200);
+    let old = log.get("/checkpoint").1;
+    assert_eq!(log.submit(&both_builders(100, 3), false).0, 200);
+    let p = Proxy::start(&log.url);
+    let w = Witness::start(
+        "w.vouch.test",
+        &format!(
+            "[[log]]\norigin = \"{ORIGIN}\"\nvkeys = [\"{}\"]\nurl = \"{}\"\n",
+            log.vkey, p.url
+        ),
+    );
+    let cosigned = || w.cosigned(ORIGIN).map_or(0, |c| size_of(&c));
+    wait_until("the witness to cosign size 250", 20, || cosigned() == 250);
+    // Each lie is told until the witness has refused it at least once more.
+    let refuse = |lie: Lie, why: &str| {
+        let before = w.log_text().matches("poll failed").count();
+        p.set(lie);
+        wait_until(why, 20, || {
+            w.log_text().matches("poll failed").count() > before
+        });
+        assert_eq!(cosigned(), 250);
+        let text = w.log_text();
+        assert!(text.contains(why), "{text}");
+    };
+    assert_eq!(log.submit(&both_builders(300, 4), false).0, 200);
+    refuse(Lie::TileBitFlip, "does not match the old root");
+    let mut forged = Note::parse(&log.get("/checkpoint").1).unwrap();
+    forged.sigs[0].sig[10] ^= 1;
+    refuse(Lie::Checkpoint(forged.to_bytes()), "signature");
+    // A rollback is not news: the witness keeps its checkpoint.
+    p.set(Lie::Checkpoint(old));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(cosigned(), 250);
+    p.set(Lie::Honest);
+    wait_until("the witness to catch up to 850", 20, || cosigned() == 850);
+}
+
+/// The monitor reads every entry bundle: one with an entry left out is
+/// refused, and it says which.
+#[test]
+fn the_monitor_refuses_a_bundle_with_an_entry_dropped() {
+    let log = Log::start("");
+    assert_eq!(log.submit(&both_builders(200, 0), false).0, 200);
+    let p = Proxy::start(&log.url);
+    p.set(Lie::DropEntry);
+    let dir = temp_dir("monitor-lie");
+    let out = std::process::Command::new(vouch_tests::binary("vouch-witness"))
+        .args([
+            "monitor", "--once", "--log", &p.url, "--vkey", &log.vkey, "--state",
+        ])
+        .arg(dir.join("state.json"))
+        .env("VOUCH_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("tile/entries/000: entry bundle holds 255 entries, want 256"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
