@@ -3,7 +3,8 @@
 //! file://` publishes them as the upstream cache, attestations go to a real
 //! `vouch-log`, and `nix copy --from http://<vouch substituter>` must get a
 //! path only when the acceptance rule holds: two trusted builders agreeing,
-//! none disagreeing.
+//! none disagreeing. The substituter also sits behind the lying-log proxy
+//! (`vouch_tests::lying`) with Nix asking it, and must refuse every lie.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -648,5 +649,261 @@ fn backfill_logs_an_existing_cache_and_resumes() {
         "{}",
         String::from_utf8_lossy(&second.stdout)
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `vouch_substituter_decisions_total{decision="label"}` of a substituter.
+fn decisions(sub: &str, label: &str) -> u64 {
+    let m = ureq::get(&format!("{sub}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    m.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "vouch_substituter_decisions_total{{decision=\"{label}\"}} "
+            ))
+        })
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// The substituter with real Nix behind it and a lying log in front of the
+/// log: a witnessed log (a real `vouch-witness` cosigns every checkpoint)
+/// reached through the lying proxy. Nix copies the path while the proxy is
+/// honest, and gets nothing for each lie, and the substituter names the
+/// reason — proving inclusion from lookup proofs and from tiles alike. A
+/// proof bundle for another entry is refused by the offline substituter.
+#[test]
+fn the_substituter_refuses_every_lie_and_nix_gets_nothing() {
+    use vouch_spec::note::Note;
+    use vouch_tests::lying::{Lie, Proxy};
+    let dir = temp_dir("nixlie");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        dir.join("default.nix"),
+        format!(
+            r#"derivation {{ name = "vouch-e2e-lied-about"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo lied about {} > $out" ]; }}"#,
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let pkg = nix_build(&home, &[dir.join("default.nix").to_str().unwrap()]);
+    let keys = [builder(41), builder(42)];
+    for k in &keys {
+        let f = key_file(&dir, k);
+        must(
+            &home,
+            &[
+                "nix",
+                "store",
+                "sign",
+                "--key-file",
+                f.to_str().unwrap(),
+                &pkg,
+            ],
+        );
+    }
+    let cache = dir.join("cache");
+    must(
+        &home,
+        &[
+            "nix",
+            "copy",
+            "--to",
+            &format!("file://{}", cache.display()),
+            &pkg,
+        ],
+    );
+    let (_up, upstream) = static_server(&cache);
+
+    // A log whose every served checkpoint is cosigned by a real witness.
+    let (ldir, vkey) = vouch_tests::log_keygen();
+    let w = vouch_tests::Witness::start(
+        "w.vouch.test",
+        &format!(
+            "[[log]]\norigin = \"{}\"\nvkeys = [\"{vkey}\"]\n",
+            vouch_tests::ORIGIN
+        ),
+    );
+    std::fs::write(
+        ldir.join("witnesses"),
+        format!("log {vkey}\nwitness w {} {}\nquorum w\n", w.vkey, w.url),
+    )
+    .unwrap();
+    let log = Log::start_in(
+        ldir.clone(),
+        vkey.clone(),
+        &format!("witness_policy = \"{}\"", ldir.join("witnesses").display()),
+        false,
+    );
+    // Fillers first, so the path's inclusion proofs cross a full tile.
+    let fill: Vec<u8> = (0..300)
+        .flat_map(|i| vouch_tests::attestation(&keys[0], 9000 + i, 0).encode())
+        .collect();
+    assert_eq!(log.submit(&fill, true).0, 200);
+    for k in &keys {
+        let a = Attestation::from_narinfo(&narinfo(&cache, &pkg), &k.public()).unwrap();
+        assert_eq!(log.submit(&a.encode(), true).0, 200);
+    }
+    let old_cp = log.get("/checkpoint").1;
+    assert_eq!(
+        log.submit(&vouch_tests::attestation(&keys[0], 9999, 0).encode(), true)
+            .0,
+        200
+    );
+    let real = log.get("/checkpoint").1;
+
+    let proxy = Proxy::start(&log.url);
+    std::fs::write(
+        dir.join("policy"),
+        format!("log {vkey}\nwitness w {}\nquorum w\n", w.vkey),
+    )
+    .unwrap();
+    let trusted: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public())).collect();
+    let sub_for = |mode: &str, lookup_proofs: bool, log_url: &str, extra: &[&str]| {
+        let cfg = dir.join(format!("client-{mode}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "log_url = \"{log_url}\"\npolicy_file = \"{}\"\ntrusted_builders = [{}]\nrequired_builders = 2\nmax_checkpoint_age_secs = 3600\nlookup_proofs = {lookup_proofs}\nstate_dir = \"{}\"\n",
+                dir.join("policy").display(),
+                trusted.join(", "),
+                dir.join(format!("state-{mode}")).display()
+            ),
+        )
+        .unwrap();
+        vouch_tests::substituter(&cfg, &upstream, extra)
+    };
+    let tpk = keys
+        .iter()
+        .map(|k| k.public().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let attempt = std::cell::Cell::new(0);
+    let copy = |sub: &str| {
+        attempt.set(attempt.get() + 1);
+        let dest = dir.join(format!("store{}", attempt.get()));
+        let (ok, out) = nix(
+            &home,
+            &[
+                "nix",
+                "copy",
+                "--from",
+                sub,
+                "--to",
+                dest.to_str().unwrap(),
+                &pkg,
+                "--option",
+                "trusted-public-keys",
+                &tpk,
+            ],
+        );
+        assert_eq!(ok, dest.join(pkg.trim_start_matches('/')).exists(), "{out}");
+        (ok, out)
+    };
+
+    // The witness's key, to forge what only it could sign.
+    let wkey = vouch_spec::cosignature::CosignatureSigner::from_skey(
+        &std::fs::read_to_string(w.dir.join("witness.key")).unwrap(),
+    )
+    .unwrap();
+    let note = Note::parse(&real).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let log_sig_only = Note {
+        text: note.text.clone(),
+        sigs: vec![note.sigs[0].clone()],
+    };
+    let with = |s: vouch_spec::note::Signature| {
+        let mut n = log_sig_only.clone();
+        n.sigs.push(s);
+        n.to_bytes()
+    };
+    let mut forged_log = note.clone();
+    forged_log.sigs[0].sig[10] ^= 1;
+    let stranger =
+        vouch_spec::cosignature::CosignatureSigner::from_seed("w.vouch.test", &[8; 32]).unwrap();
+    let mut forged_w = wkey.cosign(&note.text, now).unwrap();
+    forged_w.sig[20] ^= 1;
+    let lies = [
+        ("rollback", Lie::Checkpoint(old_cp.clone()), "rollback"),
+        ("entry bytes", Lie::EntryBytes, "bad_entry"),
+        ("hash tile", Lie::TileBitFlip, "bad_entry"),
+        (
+            "forged log signature",
+            Lie::Checkpoint(forged_log.to_bytes()),
+            "bad_checkpoint",
+        ),
+        (
+            "no cosignature",
+            Lie::Checkpoint(log_sig_only.to_bytes()),
+            "bad_checkpoint",
+        ),
+        (
+            "unknown witness",
+            Lie::Checkpoint(with(stranger.cosign(&note.text, now).unwrap())),
+            "bad_checkpoint",
+        ),
+        (
+            "forged cosignature",
+            Lie::Checkpoint(with(forged_w)),
+            "bad_checkpoint",
+        ),
+        (
+            "stale cosignature",
+            Lie::Checkpoint(with(wkey.cosign(&note.text, now - 7200).unwrap())),
+            "stale_checkpoint",
+        ),
+    ];
+    for (mode, lookup_proofs) in [("lookup", true), ("tiles", false)] {
+        let (_s, sub) = sub_for(mode, lookup_proofs, &proxy.url, &[]);
+        proxy.set(Lie::Honest);
+        let (ok, out) = copy(&sub);
+        assert!(
+            ok,
+            "{mode}: nix copy failed through an honest proxy:\n{out}"
+        );
+        for (name, lie, label) in &lies {
+            proxy.set(lie.clone());
+            let before = decisions(&sub, label);
+            let (ok, out) = copy(&sub);
+            assert!(
+                !ok,
+                "{mode}: nix copied the path under a {name} lie:\n{out}"
+            );
+            // (Nix may ask more than once.)
+            assert!(
+                decisions(&sub, label) > before,
+                "{mode}: the {name} lie was not refused as {label}"
+            );
+        }
+        // Honest again: accepted again (none of the lies was remembered).
+        proxy.set(Lie::Honest);
+        assert!(copy(&sub).0, "{mode}: honest again");
+    }
+
+    // Offline, from tlog-proofs published beside the narinfo: the right
+    // two are accepted; a proof for another entry in place of one is not.
+    let o = Command::new(binary("vouch"))
+        .args(["proof", "--log", &log.url, "--out"])
+        .arg(&cache)
+        .arg(&pkg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (_off, off) = sub_for("offline", true, &dead, &["--bundles"]);
+    assert!(copy(&off).0, "offline substituter refused the right proofs");
+    let hp = &Path::new(&pkg).file_name().unwrap().to_str().unwrap()[..32];
+    let other = log.get("/vouch/v1/bundle/5").1;
+    std::fs::write(cache.join(format!("{hp}.vouch/1.tlog-proof")), other).unwrap();
+    let before = decisions(&off, "bad_entry");
+    assert!(!copy(&off).0, "nix copied with a proof for another entry");
+    assert!(decisions(&off, "bad_entry") > before);
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&dir).status();
     let _ = std::fs::remove_dir_all(&dir);
 }
