@@ -348,11 +348,17 @@ impl Witness {
 
     /// POST add-checkpoint; returns (status, content type, body).
     pub fn add_checkpoint(&self, body: &[u8]) -> (u16, String, Vec<u8>) {
+        self.try_add_checkpoint(body)
+            .unwrap_or_else(|e| panic!("add-checkpoint: {e}"))
+    }
+
+    /// POST add-checkpoint; a transport error (the witness died) is `Err`.
+    pub fn try_add_checkpoint(&self, body: &[u8]) -> Result<(u16, String, Vec<u8>), String> {
         let r = ureq::post(&format!("{}/add-checkpoint", self.url)).send_bytes(body);
         let resp = match r {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{e}"),
+            Err(e) => return Err(e.to_string()),
         };
         let ct = resp.content_type().to_string();
         let ct = resp
@@ -361,8 +367,10 @@ impl Witness {
             .unwrap_or(ct);
         let status = resp.status();
         let mut b = Vec::new();
-        resp.into_reader().read_to_end(&mut b).expect("body");
-        (status, ct, b)
+        resp.into_reader()
+            .read_to_end(&mut b)
+            .map_err(|e| e.to_string())?;
+        Ok((status, ct, b))
     }
 }
 

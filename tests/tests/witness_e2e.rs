@@ -327,3 +327,104 @@ fn concurrent_add_checkpoints_never_roll_the_witness_back() {
         (409, max)
     );
 }
+
+/// Racing clients while the witness is SIGKILLed mid-request, round after
+/// round (VOUCH_CRASH_ROUNDS, default 5): every cosignature it returned is
+/// for a size at or below the one it holds after the restart (it persists
+/// before it answers), and what it holds is whole, signed by the log and by
+/// it, over the log's root at that size.
+#[test]
+fn sigkill_mid_request_under_racing_clients_loses_no_cosignature() {
+    let log = HandLog::new(5, 4000);
+    let toml = format!(
+        "[[log]]\norigin = \"hand.vouch.test/log\"\nvkeys = [\"{}\"]\n",
+        log.signer.verifier().vkey()
+    );
+    let mut w = Witness::start("w.vouch.test", &toml);
+    let wv = vouch_spec::cosignature::CosignatureVerifier::from_vkey(&w.vkey).unwrap();
+    let lv = log.signer.verifier();
+    let rounds: u64 = std::env::var("VOUCH_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let (mut acked_max, mut held) = (0u64, 0u64);
+    let mut cosigned_total = 0;
+    for round in 0..rounds {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let pid = w.child.id().to_string();
+        let wr = &w;
+        let acked: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..16u64)
+                .map(|i| {
+                    let (w, log, stop, wv) = (wr, &log, &stop, &wv);
+                    s.spawn(move || {
+                        let mut wins = Vec::new();
+                        let mut old = held;
+                        let mut step = i;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            step += 1;
+                            let new = (old + 1 + step % 7).min(4000);
+                            match w.try_add_checkpoint(&log.request(old, new)) {
+                                Ok((200, _, b)) => {
+                                    let sigs = parse_response(&b).unwrap();
+                                    let text = Checkpoint::new(
+                                        "hand.vouch.test/log",
+                                        new,
+                                        log.tree.root_at(new).unwrap(),
+                                    )
+                                    .to_text();
+                                    assert!(sigs.iter().any(|s| wv
+                                        .verify_timestamp(text.as_bytes(), &s.sig)
+                                        .is_some()));
+                                    wins.push(new);
+                                    old = new;
+                                }
+                                Ok((409, _, b)) => {
+                                    old = String::from_utf8_lossy(&b).trim().parse().unwrap()
+                                }
+                                Ok((s, _, b)) => {
+                                    panic!("status {s}: {}", String::from_utf8_lossy(&b))
+                                }
+                                // Killed: the request may or may not have landed.
+                                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                            }
+                        }
+                        wins
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(20 + (round * 37) % 120));
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        w.kill();
+        cosigned_total += acked.len();
+        acked_max = acked_max.max(acked.iter().copied().max().unwrap_or(0));
+        w.restart();
+        let stored = w
+            .cosigned("hand.vouch.test/log")
+            .expect("state after restart");
+        let opened = vouch_spec::note::open(&stored, &[&lv, &wv]).expect("whole and signed");
+        assert_eq!(opened.verified.len(), 2);
+        let cp = Checkpoint::parse(&opened.note.text).unwrap();
+        assert_eq!(cp.root, log.tree.root_at(cp.size).unwrap());
+        assert!(
+            cp.size >= acked_max,
+            "round {round}: the witness holds {} after SIGKILL but had cosigned {acked_max}",
+            cp.size
+        );
+        assert!(
+            cp.size >= held,
+            "round {round}: rolled back from {held} to {}",
+            cp.size
+        );
+        held = cp.size;
+    }
+    assert!(cosigned_total > 0, "no request was ever cosigned");
+    eprintln!("{rounds} rounds, {cosigned_total} cosignatures, final size {held}");
+}
