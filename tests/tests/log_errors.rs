@@ -63,6 +63,17 @@ fn bad_requests_get_4xx_with_reasons_and_change_nothing() {
     assert!(text(&b).starts_with("attestation 1:"), "{}", text(&b));
     let (s, _) = log.submit(&[0xff, 0xfe], false);
     assert_eq!(s, 400);
+    let whole = good.encode();
+    let (s, b) = log.submit(&whole[..whole.len() / 2], false);
+    assert_eq!(s, 400, "a truncated attestation: {}", text(&b));
+    // A Content-Length no one could send: refused before any body is read.
+    let mut conn = TcpStream::connect(("127.0.0.1", log.port)).unwrap();
+    conn.write_all(b"POST /vouch/v1/submit HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 99999999999999999999999\r\n\r\n").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut resp = String::new();
+    let _ = conn.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 4"), "{resp}");
 
     // 403: a signature that does not verify; a builder not on the allow-list.
     let mut forged = attestation(&builder(1), 3, 0);
@@ -103,6 +114,8 @@ fn bad_requests_get_4xx_with_reasons_and_change_nothing() {
         "/vouch/v1/proof/consistency?old=1",
         "/vouch/v1/references/XYZ",
         "/vouch/v1/bundle/abc",
+        "/vouch/v1/bundle/18446744073709551616",
+        "/vouch/v1/proof/consistency?old=1&new=18446744073709551616",
     ] {
         let (s, b) = log.get(path);
         assert_eq!(s, 400, "{path}: {}", text(&b));
@@ -124,8 +137,15 @@ fn bad_requests_get_4xx_with_reasons_and_change_nothing() {
         "/tile/entries/x000/000",
         "/nope",
         "/vouch/v1/bundle/99",
+        "/vouch/v1/bundle/18446744073709551615",
+        "/tile/0/x999/x999/x999/x999/x999/x999/999",
+        "/tile/64/000",
+        "/tile/0/000.p/256",
+        "/tile/entries/000.p/99999999999999999999",
     ] {
-        assert_eq!(log.get(path).0, 404, "{path}");
+        let (s, b) = log.get(path);
+        assert_eq!(s, 404, "{path}");
+        assert!(!b.is_empty(), "{path}: 404 without a reason");
     }
 
     // 405: wrong method.
