@@ -167,8 +167,11 @@ impl Log {
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
 
-    /// Starts the same log again on the same port and directory.
+    /// Starts the same log again on the same port and directory (killing
+    /// it first with SIGKILL if it is still running, so that the answers
+    /// after a restart never come from the old process).
     pub fn restart(&mut self) {
+        self.kill();
         self.child = spawn_log(&self.dir, self.port, &self.config);
         self.wait_ready(true);
     }
@@ -340,8 +343,10 @@ impl Witness {
         let _ = self.child.wait();
     }
 
-    /// Starts it again with the same key, config and state.
+    /// Starts it again with the same key, config and state (after SIGKILL
+    /// if it is still running).
     pub fn restart(&mut self) {
+        self.kill();
         self.child = spawn_witness(&self.dir);
         self.wait_ready();
     }
