@@ -375,21 +375,26 @@ fn take<K: std::hash::Hash + Eq>(
     true
 }
 
-impl AppState {
-    fn rate_limited(&self, ip: IpAddr) -> bool {
-        // One bucket per IPv6 /64: one host usually holds a whole /64.
-        let key = match ip {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+/// The rate-limit bucket of an address: IPv4 addresses (also when mapped
+/// into IPv6) one each, IPv6 one per /64, since one host usually holds a
+/// whole /64 and could otherwise take a fresh bucket per request.
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
                 let mut o = v6.octets();
                 o[8..].fill(0);
                 IpAddr::from(o)
             }
-            IpAddr::V6(v6) => IpAddr::V4(
-                v6.to_ipv4_mapped()
-                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
-            ),
-            v4 => v4,
-        };
+        },
+        v4 => v4,
+    }
+}
+
+impl AppState {
+    fn rate_limited(&self, ip: IpAddr) -> bool {
+        let key = rate_key(ip);
         !take(
             &self.rate,
             key,
@@ -945,6 +950,15 @@ mod tests {
         let body = format!("{a}{a}{a}");
         assert_eq!(split_attestations(body.as_bytes()).unwrap().len(), 3);
         assert!(split_attestations(b"garbage").is_err());
+    }
+
+    #[test]
+    fn rate_buckets_are_per_ipv4_address_and_per_ipv6_64() {
+        let k = |s: &str| rate_key(s.parse().unwrap());
+        assert_eq!(k("192.0.2.1"), k("::ffff:192.0.2.1"));
+        assert_ne!(k("192.0.2.1"), k("192.0.2.2"));
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), k("2001:db8:1:2:bbbb::2"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
     }
 
     #[test]
