@@ -495,3 +495,23 @@ pub fn narinfo_of(a: &Attestation) -> vouch_spec::nix::NarInfo {
     );
     vouch_spec::nix::NarInfo::parse(text.as_bytes()).expect("narinfo")
 }
+
+/// The client configuration the library tests use: the log at `url` under
+/// the tlog-policy file `policy`, builders 1 and 2 trusted and both
+/// required, disagreement refused, cosignatures fresh within an hour,
+/// inclusion proved from lookup tlog-proofs.
+pub fn client_config(url: &str, policy: &Path, state: &Path) -> vouch::verifier::ClientConfig {
+    vouch::verifier::ClientConfig {
+        log_url: url.to_string(),
+        policy_file: policy.to_path_buf(),
+        trusted_builders: vec![
+            builder(1).public().to_string(),
+            builder(2).public().to_string(),
+        ],
+        required_builders: 2,
+        reject_disagreement: true,
+        max_checkpoint_age_secs: 3600,
+        state_dir: state.to_path_buf(),
+        lookup_proofs: true,
+    }
+}

@@ -25,17 +25,9 @@ fn verifier_accepts_caches_verified_tiles_and_advances_by_consistency() {
     )
     .unwrap();
     let cfg = ClientConfig {
-        log_url: log.url.clone(),
-        policy_file: dir.join("policy"),
-        trusted_builders: vec![
-            builder(1).public().to_string(),
-            builder(2).public().to_string(),
-        ],
-        required_builders: 2,
-        reject_disagreement: true,
         max_checkpoint_age_secs: 60,
-        state_dir: dir.join("state"),
         lookup_proofs: false,
+        ..vouch_tests::client_config(&log.url, &dir.join("policy"), &dir.join("state"))
     };
     let v = Verifier::new(cfg.clone()).unwrap();
     let a = v.check_narinfo(&narinfo_for(5)).unwrap();

@@ -11,8 +11,8 @@ use vouch_spec::cosignature::CosignatureSigner;
 use vouch_spec::note::Note;
 use vouch_tests::lying::{Lie, Proxy};
 use vouch_tests::{
-    attestation, builder, log_keygen, narinfo_for, narinfo_of, temp_dir, wait_until, Log, Witness,
-    ORIGIN,
+    attestation, builder, client_config, log_keygen, narinfo_for, narinfo_of, temp_dir, wait_until,
+    Log, Witness, ORIGIN,
 };
 
 #[test]
@@ -61,17 +61,8 @@ fn refuses_every_lie(lookup_proofs: bool) {
     )
     .unwrap();
     let cfg = |policy: &str, state: &str| ClientConfig {
-        log_url: p.url.clone(),
-        policy_file: dir.join(policy),
-        trusted_builders: vec![
-            builder(1).public().to_string(),
-            builder(2).public().to_string(),
-        ],
-        required_builders: 2,
-        reject_disagreement: true,
-        max_checkpoint_age_secs: 3600,
-        state_dir: dir.join(state),
         lookup_proofs,
+        ..client_config(&p.url, &dir.join(policy), &dir.join(state))
     };
     let v = Verifier::new(cfg("policy", "state")).unwrap();
     let set = |l: Lie| p.set(l);
@@ -159,20 +150,7 @@ fn refuses_every_lie(lookup_proofs: bool) {
 
 /// A client of the log behind `url` with the policy file `policy`.
 fn client(url: &str, policy: &std::path::Path, state: &std::path::Path) -> Verifier {
-    Verifier::new(ClientConfig {
-        log_url: url.to_string(),
-        policy_file: policy.to_path_buf(),
-        trusted_builders: vec![
-            builder(1).public().to_string(),
-            builder(2).public().to_string(),
-        ],
-        required_builders: 2,
-        reject_disagreement: true,
-        max_checkpoint_age_secs: 3600,
-        state_dir: state.to_path_buf(),
-        lookup_proofs: true,
-    })
-    .unwrap()
+    Verifier::new(client_config(url, policy, state)).unwrap()
 }
 
 /// Both builders attest paths 0..n with NAR variant `variant`.
