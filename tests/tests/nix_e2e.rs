@@ -58,6 +58,14 @@ fn key_file(dir: &Path, k: &NixSecretKey) -> PathBuf {
     p
 }
 
+/// `nix store sign` the paths with `k` (its key file written into `dir`).
+fn sign(home: &Path, dir: &Path, k: &NixSecretKey, paths: &[&str]) {
+    let f = key_file(dir, k);
+    let mut args = vec!["nix", "store", "sign", "--key-file", f.to_str().unwrap()];
+    args.extend_from_slice(paths);
+    must(home, &args);
+}
+
 fn narinfo(cache: &Path, store_path: &str) -> NarInfo {
     let hash = &Path::new(store_path).file_name().unwrap().to_str().unwrap()[..32];
     NarInfo::parse(&std::fs::read(cache.join(format!("{hash}.narinfo"))).unwrap()).unwrap()
@@ -90,20 +98,7 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     let (hello, dep, lonely) = (build("hello"), build("dep"), build("lonely"));
     let keys = [builder(21), builder(22), builder(23)];
     for k in &keys[..2] {
-        let f = key_file(&dir, k);
-        must(
-            &home,
-            &[
-                "nix",
-                "store",
-                "sign",
-                "--key-file",
-                f.to_str().unwrap(),
-                &hello,
-                &dep,
-                &lonely,
-            ],
-        );
+        sign(&home, &dir, k, &[&hello, &dep, &lonely]);
     }
     // `vouch attest --from-fs` serialises the NAR itself and finds the
     // references by scanning: it must agree with Nix on all of it.
@@ -561,18 +556,7 @@ fn backfill_logs_an_existing_cache_and_resumes() {
         String::from_utf8_lossy(&kg.stdout).trim(),
         cache_key.public().to_string()
     );
-    must(
-        &home,
-        &[
-            "nix",
-            "store",
-            "sign",
-            "--key-file",
-            kf.to_str().unwrap(),
-            &a,
-            &b,
-        ],
-    );
+    sign(&home, &dir, &cache_key, &[&a, &b]);
     let cache = dir.join("cache");
     must(
         &home,
@@ -692,18 +676,7 @@ fn the_substituter_refuses_every_lie_and_nix_gets_nothing() {
     let pkg = nix_build(&home, &[dir.join("default.nix").to_str().unwrap()]);
     let keys = [builder(41), builder(42)];
     for k in &keys {
-        let f = key_file(&dir, k);
-        must(
-            &home,
-            &[
-                "nix",
-                "store",
-                "sign",
-                "--key-file",
-                f.to_str().unwrap(),
-                &pkg,
-            ],
-        );
+        sign(&home, &dir, k, &[&pkg]);
     }
     let cache = dir.join("cache");
     must(
