@@ -258,13 +258,17 @@ pub fn run(
             .queue_depth
             .fetch_sub(jobs.len() as i64, std::sync::atomic::Ordering::Relaxed);
         let before = edge.clone();
+        let mut wrote = false;
         let outcome = match free_bytes(&settings.data_dir) {
             Some(free) if free < settings.min_free_disk_bytes => Err(StoreError::Db(format!(
                 "disk nearly full: {free} bytes free under {}, {} required",
                 settings.data_dir.display(),
                 settings.min_free_disk_bytes
             ))),
-            _ => integrate(&*store, &signer, &settings, &mut edge, &jobs),
+            _ => {
+                wrote = true;
+                integrate(&*store, &signer, &settings, &mut edge, &jobs)
+            }
         };
         match outcome {
             Ok((results, published)) => {
@@ -281,6 +285,14 @@ pub fn run(
                     .commit_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 edge = before;
+                // The database may refuse writes from now on (RocksDB's I/O
+                // errors are sticky): reopen it, so the next batch can
+                // succeed once the disk recovers.
+                if wrote {
+                    if let Err(e) = store.recover() {
+                        tracing::warn!(error = %e, "database not yet writable again");
+                    }
+                }
                 // A write that reported failure may still have landed (say,
                 // the WAL was written but its sync failed): follow what is
                 // durable, never reuse an index it holds. The refused

@@ -113,6 +113,10 @@ pub trait Store: Send + Sync + 'static {
     fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError>;
     /// The newest checkpoint that met the witness quorum.
     fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Makes the store writable again after a failed commit, if it can.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 const STATE_KEY: &[u8] = b"S";
@@ -183,43 +187,65 @@ fn refs_key(d: &[u8; 32]) -> [u8; 33] {
 
 /// RocksDB on local disk.
 pub struct RocksStore {
+    dir: std::path::PathBuf,
+    /// The open database; after a failed write it is reopened in place
+    /// (read-only while it cannot be opened for writing).
+    db: std::sync::RwLock<Db>,
+}
+
+struct Db {
     db: rocksdb::DB,
+    writable: bool,
 }
 
 fn db_err(e: rocksdb::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+fn options() -> rocksdb::Options {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Every commit is synced; the WAL is the durability mechanism.
+    opts.set_manual_wal_flush(false);
+    opts.increase_parallelism(2);
+    // Lookups and dedup probe keys that are mostly absent (every new
+    // entry's leaf hash): a Bloom filter answers those without reading
+    // a block. Path index keys share a 33-byte prefix per store path.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_cache(&rocksdb::Cache::new_lru_cache(256 << 20));
+    // Index and filter blocks stay resident outside the block cache (about
+    // 10 bytes per entry): random lookups would otherwise evict them
+    // from the cache and reload a whole SST's filter per read, which
+    // measured 30x slower lookups at 1e7 entries.
+    opts.set_block_based_table_factory(&table);
+    opts.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(33));
+    opts
+}
+
 impl RocksStore {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Every commit is synced; the WAL is the durability mechanism.
-        opts.set_manual_wal_flush(false);
-        opts.increase_parallelism(2);
-        // Lookups and dedup probe keys that are mostly absent (every new
-        // entry's leaf hash): a Bloom filter answers those without reading
-        // a block. Path index keys share a 33-byte prefix per store path.
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        table.set_block_cache(&rocksdb::Cache::new_lru_cache(256 << 20));
-        // Index and filter blocks stay resident outside the block cache (about
-        // 10 bytes per entry): random lookups would otherwise evict them
-        // from the cache and reload a whole SST's filter per read, which
-        // measured 30x slower lookups at 1e7 entries.
-        opts.set_block_based_table_factory(&table);
-        opts.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(33));
-        let db = rocksdb::DB::open(&opts, dir).map_err(db_err)?;
-        Ok(RocksStore { db })
+        let db = rocksdb::DB::open(&options(), dir).map_err(db_err)?;
+        Ok(RocksStore {
+            dir: dir.to_path_buf(),
+            db: std::sync::RwLock::new(Db { db, writable: true }),
+        })
+    }
+
+    fn db(&self) -> Result<std::sync::RwLockReadGuard<'_, Db>, StoreError> {
+        self.db
+            .read()
+            .map_err(|_| StoreError::Db("database lock poisoned".into()))
     }
 }
 
 impl Store for RocksStore {
     fn state(&self) -> Result<Option<DurableState>, StoreError> {
-        self.db
+        self.db()?
+            .db
             .get(STATE_KEY)
             .map_err(db_err)?
             .map(|b| DurableState::decode(&b))
@@ -251,19 +277,28 @@ impl Store for RocksStore {
         }
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo).map_err(db_err)
+        let g = self.db()?;
+        if !g.writable {
+            return Err(StoreError::Db(
+                "the database is open read-only after a failed write; it is reopened for writing at the next batch".into(),
+            ));
+        }
+        g.db.write_opt(batch, &wo).map_err(db_err)
     }
 
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(tile_key(level, index)).map_err(db_err)
+        self.db()?.db.get(tile_key(level, index)).map_err(db_err)
     }
 
     fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(interior_key(level, index)).map_err(db_err)
+        self.db()?
+            .db
+            .get(interior_key(level, index))
+            .map_err(db_err)
     }
 
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(entry_key(index)).map_err(db_err)
+        self.db()?.db.get(entry_key(index)).map_err(db_err)
     }
 
     fn entries(&self, start: u64, count: usize) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -272,7 +307,8 @@ impl Store for RocksStore {
         // Entry keys are shorter than the prefix extractor's domain.
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_total_order_seek(true);
-        let iter = self.db.iterator_opt(
+        let g = self.db()?;
+        let iter = g.db.iterator_opt(
             rocksdb::IteratorMode::From(&first, rocksdb::Direction::Forward),
             ro,
         );
@@ -291,7 +327,8 @@ impl Store for RocksStore {
 
     fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
         let keys: Vec<[u8; 33]> = leaves.iter().map(leaf_key).collect();
-        self.db
+        self.db()?
+            .db
             .multi_get(keys)
             .into_iter()
             .map(|r| {
@@ -313,7 +350,8 @@ impl Store for RocksStore {
         let mut out = Vec::new();
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_prefix_same_as_start(true);
-        for item in self.db.iterator_opt(
+        let g = self.db()?;
+        for item in g.db.iterator_opt(
             rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
             ro,
         ) {
@@ -331,19 +369,44 @@ impl Store for RocksStore {
     }
 
     fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(refs_key(digest)).map_err(db_err)
+        self.db()?.db.get(refs_key(digest)).map_err(db_err)
     }
 
     fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError> {
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        self.db
+        self.db()?
+            .db
             .put_opt(WITNESSED_KEY, checkpoint, &wo)
             .map_err(db_err)
     }
 
     fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get(WITNESSED_KEY).map_err(db_err)
+        self.db()?.db.get(WITNESSED_KEY).map_err(db_err)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        // RocksDB takes no more writes after an I/O error (its background
+        // error is sticky) until it is reopened; reopening replays the WAL,
+        // which holds every acknowledged commit and stops at a torn record.
+        let mut g = self
+            .db
+            .write()
+            .map_err(|_| StoreError::Db("database lock poisoned".into()))?;
+        // Release the old handle (and its LOCK file) before reopening: keep
+        // a read-only handle in its place meanwhile so readers never miss.
+        let ro = rocksdb::DB::open_for_read_only(&options(), &self.dir, false).map_err(db_err)?;
+        *g = Db {
+            db: ro,
+            writable: false,
+        };
+        match rocksdb::DB::open(&options(), &self.dir) {
+            Ok(db) => {
+                *g = Db { db, writable: true };
+                Ok(())
+            }
+            Err(e) => Err(db_err(e)),
+        }
     }
 }
 

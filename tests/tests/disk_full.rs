@@ -109,3 +109,68 @@ fn a_full_disk_refuses_writes_with_503_loses_nothing_and_recovers() {
     log.restart();
     assert_eq!(size(&log), acked + 200);
 }
+
+/// The same with the free-space check off, so the database itself meets
+/// ENOSPC mid-write (as it would when the check is fooled, say by another
+/// writer on the filesystem): the write fails, nothing acknowledged is lost
+/// or half-written, and once space returns the log takes writes again
+/// without a restart.
+#[test]
+fn a_write_failing_under_the_database_loses_nothing_and_recovers() {
+    let (dir, vkey) = log_keygen();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let ok = privileged("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .expect("running mount");
+    assert!(
+        ok.success(),
+        "mounting a tmpfs needs root or passwordless sudo"
+    );
+    let _m = Mount(data.clone());
+    let ballast = data.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 12 << 20]).unwrap();
+    let mut log = Log::start_in(dir.clone(), vkey, "min_free_disk_bytes = 0", true);
+    let mut acked = 0u64;
+    let mut refused = None;
+    for round in 0..400u64 {
+        let (status, body) = log.submit(&batch(round * 200), false);
+        match status {
+            200 => acked = (round + 1) * 200,
+            _ => {
+                refused = Some((status, String::from_utf8_lossy(&body).to_string()));
+                break;
+            }
+        }
+    }
+    let (status, reason) = refused.expect("the disk filled up");
+    assert_eq!(status, 503, "{reason}");
+    assert!(
+        reason.contains("not logged") && reason.contains("No space left"),
+        "{reason}"
+    );
+    // Nothing half-written, and the entries stay readable meanwhile.
+    assert_eq!(size(&log), acked);
+    let (s, _) = log.get(&format!("/vouch/v1/bundle/{}", acked - 1));
+    assert_eq!(s, 200);
+    let hp = vouch_tests::store_path(acked - 1).hash_part().to_string();
+    assert_eq!(log.get(&format!("/vouch/v1/lookup/{hp}")).0, 200);
+    std::fs::remove_file(&ballast).unwrap();
+    let mut resumed = false;
+    for _ in 0..50 {
+        if log.submit(&batch(acked), false).0 == 200 {
+            resumed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        resumed,
+        "the log resumes once space returns, without a restart"
+    );
+    assert_eq!(size(&log), acked + 200);
+    log.restart();
+    assert_eq!(size(&log), acked + 200);
+}
