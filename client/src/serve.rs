@@ -2,8 +2,9 @@
 //! needs (the log, the witness and the substituter share this loop):
 //!
 //! - at most `max_connections` open at once; one more is answered
-//!   `503 Service Unavailable` with `Retry-After` and closed, so the accept
-//!   queue never grows without bound;
+//!   `503 Service Unavailable` with `Retry-After` and closed (64 such
+//!   answers at a time; beyond that, closed at once), so neither the accept
+//!   queue nor the descriptors in use grow without bound;
 //! - request headers must arrive within `header_timeout` (hyper's
 //!   `header_read_timeout`, which `axum::serve` leaves without a timer, so a
 //!   client that trickles headers would hold its connection forever);
@@ -97,6 +98,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(64));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -113,7 +115,14 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream, limits.max_connections));
+            // Answer a few at a time; beyond that, just close, so refusals
+            // cannot take the descriptors kept for everything else.
+            if let Ok(r) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream, limits.max_connections).await;
+                    drop(r);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
