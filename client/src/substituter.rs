@@ -149,7 +149,31 @@ async fn narinfo(s: Arc<Substituter>, hash: String) -> Response {
     }
 }
 
+/// A NAR path a narinfo's `URL:` may name below `nar/`: segments of
+/// `[A-Za-z0-9._+-]`, none `.` or `..`, so a request cannot walk the
+/// upstream's other paths.
+fn valid_nar_path(rest: &str) -> bool {
+    !rest.is_empty()
+        && rest.len() <= 256
+        && rest.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+        })
+}
+
 async fn nar(State(s): St, Path(rest): Path<String>) -> Response {
+    if !valid_nar_path(&rest) {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("nar/{rest:?}: not a NAR file name\n"),
+        )
+            .into_response();
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let path = format!("nar/{rest}");
     let (ok_tx, ok_rx) = tokio::sync::oneshot::channel::<bool>();
@@ -211,4 +235,32 @@ pub fn router(s: Arc<Substituter>) -> Router {
         .route("/nar/{*rest}", get(nar))
         .route("/{name}", get(file))
         .with_state(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_nar_path;
+
+    #[test]
+    fn nar_paths_cannot_leave_nar() {
+        for ok in [
+            "1ab2cd.nar.xz",
+            "0sx6ws8hjrpw8vrbmfl6hsss5vdyn7ck1gfb4bk7hyc8qx11jw6w.nar",
+            "x/y.nar.zst",
+        ] {
+            assert!(valid_nar_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../nix-cache-info",
+            "a/../../b",
+            "a//b",
+            "a b",
+            "%2e",
+            "a\\b",
+        ] {
+            assert!(!valid_nar_path(bad), "{bad}");
+        }
+    }
 }

@@ -870,6 +870,27 @@ fn the_substituter_refuses_every_lie_and_nix_gets_nothing() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let dead = format!("http://127.0.0.1:{}", free_port());
     let (_off, off) = sub_for("offline", true, &dead, &["--bundles"]);
+    // Bad input: a NAR path walking out of nar/, a name that is no store
+    // path hash: 4xx with a reason, nothing fetched.
+    for (path, want) in [
+        ("/nar/%2e%2e/nix-cache-info", "400"),
+        ("/nar/a/../../etc/passwd", "400"),
+        ("/not-a-hash.narinfo", "404"),
+    ] {
+        let mut c = std::net::TcpStream::connect(off.trim_start_matches("http://")).unwrap();
+        std::io::Write::write_all(
+            &mut c,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut resp = String::new();
+        let _ = std::io::Read::read_to_string(&mut c, &mut resp);
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {want}")),
+            "{path}: {resp}"
+        );
+        assert!(resp.contains("not a"), "{path}: {resp}");
+    }
     assert!(copy(&off).0, "offline substituter refused the right proofs");
     let hp = &Path::new(&pkg).file_name().unwrap().to_str().unwrap()[..32];
     let other = log.get("/vouch/v1/bundle/5").1;
