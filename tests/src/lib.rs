@@ -258,6 +258,20 @@ pub fn attestation(key: &NixSecretKey, i: u64, variant: u8) -> Attestation {
     Attestation::sign(store_path(i), nar, 1000 + i, refs, None, key)
 }
 
+/// Builders 1 and 2 both attest paths `0..n` with NAR variant `variant`,
+/// as one submission body.
+pub fn both_builders(n: u64, variant: u8) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            [
+                attestation(&builder(1), i, variant).encode(),
+                attestation(&builder(2), i, variant).encode(),
+            ]
+        })
+        .flatten()
+        .collect()
+}
+
 /// A running `vouch-witness serve`.
 pub struct Witness {
     /// The process.

@@ -8,16 +8,10 @@ use vouch_tests::{attestation, builder, narinfo_for, temp_dir, Log};
 #[test]
 fn verifier_accepts_caches_verified_tiles_and_advances_by_consistency() {
     let log = Log::start("");
-    let body: Vec<u8> = (0..300)
-        .flat_map(|i| {
-            [
-                attestation(&builder(1), i, 0).encode(),
-                attestation(&builder(2), i, 0).encode(),
-            ]
-        })
-        .flatten()
-        .collect();
-    assert_eq!(log.submit(&body, false).0, 200);
+    assert_eq!(
+        log.submit(&vouch_tests::both_builders(300, 0), false).0,
+        200
+    );
     let dir = temp_dir("client");
     std::fs::write(
         dir.join("policy"),

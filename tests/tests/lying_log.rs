@@ -11,8 +11,8 @@ use vouch_spec::cosignature::CosignatureSigner;
 use vouch_spec::note::Note;
 use vouch_tests::lying::{Lie, Proxy};
 use vouch_tests::{
-    attestation, builder, client_config, log_keygen, narinfo_for, narinfo_of, temp_dir, wait_until,
-    Log, Witness, ORIGIN,
+    attestation, both_builders, builder, client_config, log_keygen, narinfo_for, narinfo_of,
+    temp_dir, wait_until, Log, Witness, ORIGIN,
 };
 
 #[test]
@@ -27,16 +27,10 @@ fn the_verifier_refuses_every_lie_from_tiles() {
 
 fn refuses_every_lie(lookup_proofs: bool) {
     let log = Log::start("");
-    let body: Vec<u8> = (0..300)
-        .flat_map(|i| {
-            [
-                attestation(&builder(1), i, 0).encode(),
-                attestation(&builder(2), i, 0).encode(),
-            ]
-        })
-        .flatten()
-        .collect();
-    assert_eq!(log.submit(&body, false).0, 200);
+    assert_eq!(
+        log.submit(&vouch_tests::both_builders(300, 0), false).0,
+        200
+    );
     let old_cp = log.get("/checkpoint").1;
     assert_eq!(
         log.submit(&attestation(&builder(1), 999, 0).encode(), false)
@@ -151,19 +145,6 @@ fn refuses_every_lie(lookup_proofs: bool) {
 /// A client of the log behind `url` with the policy file `policy`.
 fn client(url: &str, policy: &std::path::Path, state: &std::path::Path) -> Verifier {
     Verifier::new(client_config(url, policy, state)).unwrap()
-}
-
-/// Both builders attest paths 0..n with NAR variant `variant`.
-fn both_builders(n: u64, variant: u8) -> Vec<u8> {
-    (0..n)
-        .flat_map(|i| {
-            [
-                attestation(&builder(1), i, variant).encode(),
-                attestation(&builder(2), i, variant).encode(),
-            ]
-        })
-        .flatten()
-        .collect()
 }
 
 fn size_of(checkpoint: &[u8]) -> u64 {
