@@ -58,6 +58,31 @@ fn key_file(dir: &Path, k: &NixSecretKey) -> PathBuf {
     p
 }
 
+/// `vouch verify --config <config>` of the cached narinfo of `store_path`,
+/// with these tlog-proof files (by number, from `<hash>.vouch/`): its exit
+/// code and what it printed.
+fn vouch_verify(
+    config: &Path,
+    cache: &Path,
+    store_path: &str,
+    bundles: &[u32],
+) -> (Option<i32>, String) {
+    let hash = &Path::new(store_path).file_name().unwrap().to_str().unwrap()[..32];
+    let mut c = Command::new(binary("vouch"));
+    c.args(["verify", "--config"])
+        .arg(config)
+        .arg(cache.join(format!("{hash}.narinfo")));
+    for b in bundles {
+        c.arg("--bundle")
+            .arg(cache.join(format!("{hash}.vouch/{b}.tlog-proof")));
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// `nix store sign` the paths with `k` (its key file written into `dir`).
 fn sign(home: &Path, dir: &Path, k: &NixSecretKey, paths: &[&str]) {
     let f = key_file(dir, k);
@@ -238,25 +263,12 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     assert!(m.contains("decision=\"accepted\""), "{m}");
 
     // `vouch verify` explains the same decisions.
-    let v = |p: &str| {
-        let hash = &Path::new(p).file_name().unwrap().to_str().unwrap()[..32];
-        Command::new(binary("vouch"))
-            .args(["verify", "--config"])
-            .arg(dir.join("client.toml"))
-            .arg(cache.join(format!("{hash}.narinfo")))
-            .output()
-            .unwrap()
-    };
-    let ok = v(&hello);
-    assert!(ok.status.success());
-    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ACCEPT"));
-    let bad = v(&lonely);
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&bad.stdout).contains("attest a different NAR"),
-        "{}",
-        String::from_utf8_lossy(&bad.stdout)
-    );
+    let client = dir.join("client.toml");
+    let (code, out) = vouch_verify(&client, &cache, &hello, &[]);
+    assert!(code == Some(0) && out.starts_with("ACCEPT"), "{out}");
+    let (code, out) = vouch_verify(&client, &cache, &lonely, &[]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("attest a different NAR"), "{out}");
 
     // Offline: tlog-proofs published beside the narinfos suffice, with the
     // log out of reach.
@@ -274,35 +286,10 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
             "two attestations each"
         );
     }
-    let hh = &Path::new(&hello).file_name().unwrap().to_str().unwrap()[..32];
-    let offline = Command::new(binary("vouch"))
-        .args(["verify", "--config"])
-        .arg(dir.join("client.toml"))
-        .arg(cache.join(format!("{hh}.narinfo")))
-        .arg("--bundle")
-        .arg(cache.join(format!("{hh}.vouch/0.tlog-proof")))
-        .arg("--bundle")
-        .arg(cache.join(format!("{hh}.vouch/1.tlog-proof")))
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&offline.stdout).starts_with("ACCEPT"),
-        "{}",
-        String::from_utf8_lossy(&offline.stdout)
-    );
-    let one_bundle = Command::new(binary("vouch"))
-        .args(["verify", "--config"])
-        .arg(dir.join("client.toml"))
-        .arg(cache.join(format!("{hh}.narinfo")))
-        .arg("--bundle")
-        .arg(cache.join(format!("{hh}.vouch/0.tlog-proof")))
-        .output()
-        .unwrap();
-    assert_eq!(
-        one_bundle.status.code(),
-        Some(2),
-        "one proof is one builder"
-    );
+    let (_, out) = vouch_verify(&client, &cache, &hello, &[0, 1]);
+    assert!(out.starts_with("ACCEPT"), "{out}");
+    let (code, _) = vouch_verify(&client, &cache, &hello, &[0]);
+    assert_eq!(code, Some(2), "one proof is one builder");
     let dead = format!("http://127.0.0.1:{}", free_port());
     let offline_cfg = std::fs::read_to_string(dir.join("client.toml"))
         .unwrap()
@@ -346,21 +333,9 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
         .replace("/policy\"", "/policy-witnessed\"")
         .replace("client-state", "client-state-2");
     std::fs::write(dir.join("client-witnessed.toml"), cfg2).unwrap();
-    let v2 = Command::new(binary("vouch"))
-        .args(["verify", "--config"])
-        .arg(dir.join("client-witnessed.toml"))
-        .arg(cache.join(format!(
-            "{}.narinfo",
-            &Path::new(&hello).file_name().unwrap().to_str().unwrap()[..32]
-        )))
-        .output()
-        .unwrap();
-    assert_eq!(v2.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&v2.stdout).contains("witness quorum not met"),
-        "{}",
-        String::from_utf8_lossy(&v2.stdout)
-    );
+    let (code, out) = vouch_verify(&dir.join("client-witnessed.toml"), &cache, &hello, &[]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("witness quorum not met"), "{out}");
     let (_sub3, sub3) =
         vouch_tests::substituter(&dir.join("client-witnessed.toml"), &upstream, &[]);
     let dest6 = dir.join("store6");
@@ -417,9 +392,8 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     let dest4 = dir.join("store4");
     let (ok, out) = copy(&hello, &dest4);
     assert!(!ok, "nix copied from a forked log:\n{out}");
-    let forked = v(&hello);
-    assert_eq!(forked.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&forked.stdout).into_owned();
+    let (code, text) = vouch_verify(&client, &cache, &hello, &[]);
+    assert_eq!(code, Some(2));
     assert!(
         text.contains("forked") || text.contains("refused"),
         "{text}"
