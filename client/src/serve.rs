@@ -12,8 +12,9 @@
 //!   request in flight finishes, keep-alive ends) and dropped `grace` later,
 //!   so a client that never reads its response cannot pin a task either.
 //!
-//! Bodies are the handlers' business: each reads its body with a size limit
-//! and a deadline. The peer address reaches handlers as
+//! Bodies are read by the handlers that want them, through [`read_body`]:
+//! a size limit, a deadline, and a say for the caller (a memory budget) as
+//! the bytes arrive. The peer address reaches handlers as
 //! `axum::extract::ConnectInfo<SocketAddr>`, as with
 //! `into_make_service_with_connect_info`.
 
@@ -162,6 +163,58 @@ pub async fn serve(
     let _ = tokio::time::timeout(limits.grace, slots.acquire_many(all)).await;
 }
 
+/// Why a request body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// More than the limit (bytes) was sent: 413.
+    #[error("body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    /// Not all of it arrived in time: 408.
+    #[error("body not received within {}s", .0.as_secs())]
+    Timeout(Duration),
+    /// The connection failed mid-body: 400.
+    #[error("reading body: {0}")]
+    Read(String),
+    /// The caller's `admit` refused the bytes received so far.
+    #[error("body refused")]
+    Refused,
+}
+
+/// Reads a request body of at most `max` bytes within `deadline`, asking
+/// `admit` (with the length so far) before keeping each chunk, so a
+/// caller can charge what has arrived to a memory budget: a slow client
+/// then holds only what it has sent.
+pub async fn read_body(
+    mut body: axum::body::Body,
+    max: usize,
+    deadline: Duration,
+    mut admit: impl FnMut(usize) -> bool,
+) -> Result<axum::body::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut buf: Vec<u8> = Vec::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            let len = buf.len() + data.len();
+            if len > max {
+                return Err(BodyError::TooLarge(max));
+            }
+            if !admit(len) {
+                return Err(BodyError::Refused);
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Err(_) => Err(BodyError::Timeout(deadline)),
+        Ok(r) => r.map(|()| buf.into()),
+    }
+}
+
 /// Answers a connection over the limit with 503 and closes it. The request
 /// is drained briefly first so the close does not reset the answer away.
 async fn refuse(mut stream: TcpStream, max: usize) {
@@ -279,5 +332,32 @@ mod tests {
         .await;
         assert!(!cut.contains("200 OK"), "{cut}");
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn bodies_are_limited_admitted_as_they_arrive_and_timed() {
+        let body = || axum::body::Body::from(vec![7u8; 3000]);
+        let d = Duration::from_secs(5);
+        let ok = read_body(body(), 3000, d, |_| true).await.unwrap();
+        assert_eq!(ok.len(), 3000);
+        assert!(matches!(
+            read_body(body(), 2999, d, |_| true).await,
+            Err(BodyError::TooLarge(2999))
+        ));
+        let mut seen = Vec::new();
+        let r = read_body(body(), 3000, d, |n| {
+            seen.push(n);
+            n < 3000
+        })
+        .await;
+        assert!(matches!(r, Err(BodyError::Refused)));
+        assert_eq!(seen.last(), Some(&3000));
+        let (_tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+        let never =
+            axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|c| (c, rx))
+            }));
+        let r = read_body(never, 10, Duration::from_millis(100), |_| true).await;
+        assert!(matches!(r, Err(BodyError::Timeout(_))), "{r:?}");
     }
 }

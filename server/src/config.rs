@@ -30,9 +30,10 @@ pub struct Config {
     pub max_attestations_per_request: usize,
     /// Seconds a client has to send its whole body; slower is 408.
     pub body_timeout_secs: u64,
-    /// Submission bodies held in memory at once (bytes, counted by their
-    /// declared length, or `max_body_bytes` when chunked); a submission
-    /// beyond it is 503 with Retry-After, so slow clients cannot pile up.
+    /// Submission bytes held in memory at once, counted as they arrive and
+    /// until the sequencer has logged them (at least `max_body_bytes`); a
+    /// submission that would overrun it is 503 with Retry-After, so slow
+    /// clients cannot pile up.
     pub submit_memory_bytes: usize,
     /// Connections served at once (lowered to half the file-descriptor
     /// limit); more are answered 503 with Retry-After.

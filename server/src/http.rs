@@ -411,60 +411,52 @@ impl AppState {
 /// and a body that would overrun the budget is refused with 503.
 async fn read_body(
     st: &AppState,
-    mut body: Body,
+    body: Body,
 ) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ApiError> {
-    use http_body_util::BodyExt;
-    let max = st.limits.max_body_bytes;
-    let mut buf: Vec<u8> = Vec::new();
+    use vouch::serve::BodyError;
     let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let mut held_kib = 0u32;
-    let read = async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ApiError::bad(format!("reading body: {e}")))?;
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers
+    let read = vouch::serve::read_body(
+        body,
+        st.limits.max_body_bytes,
+        st.limits.body_timeout,
+        |len| {
+            let want = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+            if want <= held_kib {
+                return true;
+            }
+            let Ok(more) = st
+                .body_budget
+                .clone()
+                .try_acquire_many_owned(want - held_kib)
+            else {
+                return false;
             };
-            if buf.len() + data.len() > max {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body exceeds the limit of {max} bytes"),
-                ));
+            match held.as_mut() {
+                Some(h) => h.merge(more),
+                None => held = Some(more),
             }
-            buf.extend_from_slice(&data);
-            let want = u32::try_from(buf.len().div_ceil(1024)).unwrap_or(u32::MAX);
-            if want > held_kib {
-                let more = st
-                    .body_budget
-                    .clone()
-                    .try_acquire_many_owned(want - held_kib)
-                    .map_err(|_| {
-                        ApiError::unavailable(
-                            format!(
-                                "{} bytes of submissions are in flight already; retry shortly",
-                                st.limits.submit_memory_bytes
-                            ),
-                            1,
-                        )
-                    })?;
-                match held.as_mut() {
-                    Some(h) => h.merge(more),
-                    None => held = Some(more),
-                }
-                held_kib = want;
-            }
+            held_kib = want;
+            true
+        },
+    )
+    .await;
+    match read {
+        Ok(bytes) => Ok((bytes, held)),
+        Err(e @ BodyError::TooLarge(_)) => {
+            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))
         }
-        Ok(())
-    };
-    match tokio::time::timeout(st.limits.body_timeout, read).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
+        Err(e @ BodyError::Timeout(_)) => {
+            Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, e.to_string()))
+        }
+        Err(e @ BodyError::Read(_)) => Err(ApiError::bad(e.to_string())),
+        Err(BodyError::Refused) => Err(ApiError::unavailable(
             format!(
-                "body not received within {}s",
-                st.limits.body_timeout.as_secs()
+                "{} bytes of submissions are in flight already; retry shortly",
+                st.limits.submit_memory_bytes
             ),
+            1,
         )),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => Ok((Bytes::from(buf), held)),
     }
 }
 
@@ -505,11 +497,11 @@ async fn submit(
         Some("1") => true,
         Some(w) => return Err(ApiError::bad(format!("wait={w:?}: want 0 or 1"))),
     };
-    let declared = headers
+    if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared {
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if len > st.limits.max_body_bytes as u64 {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -220,32 +219,17 @@ pub const MAX_BODY_BYTES: usize = 64 << 10;
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn add_checkpoint(State(w): State<Arc<Witness>>, body: axum::body::Body) -> Response {
-    let body: Bytes = match tokio::time::timeout(
-        BODY_TIMEOUT,
-        axum::body::to_bytes(body, MAX_BODY_BYTES),
-    )
-    .await
-    {
-        Err(_) => {
-            return text(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("body not received within {}s\n", BODY_TIMEOUT.as_secs()),
-            )
-        }
-        Ok(Err(e)) => {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.to_string().contains("length limit"))
-                || e.to_string().contains("length limit");
-            return if too_big {
-                text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body exceeds the limit of {MAX_BODY_BYTES} bytes\n"),
-                )
-            } else {
-                text(StatusCode::BAD_REQUEST, format!("reading body: {e}\n"))
+    use vouch::serve::BodyError;
+    let body = match vouch::serve::read_body(body, MAX_BODY_BYTES, BODY_TIMEOUT, |_| true).await {
+        Ok(b) => b,
+        Err(e) => {
+            let status = match e {
+                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Read(_) | BodyError::Refused => StatusCode::BAD_REQUEST,
             };
+            return text(status, format!("{e}\n"));
         }
-        Ok(Ok(b)) => b,
     };
     let req = match AddCheckpoint::parse(&body) {
         Ok(r) => r,
