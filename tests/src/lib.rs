@@ -373,7 +373,12 @@ impl Witness {
 
     /// POST add-checkpoint; a transport error (the witness died) is `Err`.
     pub fn try_add_checkpoint(&self, body: &[u8]) -> Result<(u16, String, Vec<u8>), String> {
-        let r = ureq::post(&format!("{}/add-checkpoint", self.url)).send_bytes(body);
+        // One connection per request: a pooled connection may belong to a
+        // witness process that was killed (here or in a parallel test that
+        // had this port before), and a POST over it is not retried.
+        let r = ureq::post(&format!("{}/add-checkpoint", self.url))
+            .set("Connection", "close")
+            .send_bytes(body);
         let resp = match r {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
