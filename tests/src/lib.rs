@@ -272,6 +272,14 @@ pub fn both_builders(n: u64, variant: u8) -> Vec<u8> {
         .collect()
 }
 
+/// The tree size a checkpoint note states (its second line).
+pub fn checkpoint_size(checkpoint: &[u8]) -> Option<u64> {
+    String::from_utf8_lossy(checkpoint)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+}
+
 /// A running `vouch-witness serve`.
 pub struct Witness {
     /// The process.

@@ -11,8 +11,8 @@ use vouch_spec::cosignature::CosignatureSigner;
 use vouch_spec::note::Note;
 use vouch_tests::lying::{Lie, Proxy};
 use vouch_tests::{
-    attestation, both_builders, builder, client_config, log_keygen, narinfo_for, narinfo_of,
-    temp_dir, wait_until, Log, Witness, ORIGIN,
+    attestation, both_builders, builder, checkpoint_size, client_config, log_keygen, narinfo_for,
+    narinfo_of, temp_dir, wait_until, Log, Witness, ORIGIN,
 };
 
 #[test]
@@ -147,14 +147,6 @@ fn client(url: &str, policy: &std::path::Path, state: &std::path::Path) -> Verif
     Verifier::new(client_config(url, policy, state)).unwrap()
 }
 
-fn size_of(checkpoint: &[u8]) -> u64 {
-    String::from_utf8_lossy(checkpoint)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A split view: the log's key signs two histories and proxies show clients
 /// different ones. The second history attests another NAR for path 10 —
 /// what an attacker would show one victim. The witness refuses to cosign
@@ -187,8 +179,8 @@ fn a_split_view_is_refused_by_witnesses_and_clients() {
     assert_eq!(s, 200);
     assert!(String::from_utf8_lossy(&b).contains("\"covered\":true"));
     assert_eq!(fork.submit(&both_builders(50, 1), false).0, 200);
-    assert_eq!(size_of(&honest.get("/checkpoint").1), 80);
-    assert_eq!(size_of(&fork.get("/checkpoint").1), 100);
+    assert_eq!(checkpoint_size(&honest.get("/checkpoint").1), Some(80));
+    assert_eq!(checkpoint_size(&fork.get("/checkpoint").1), Some(100));
 
     let cdir = temp_dir("split");
     let (with_w, without_w) = (cdir.join("policy-w"), cdir.join("policy-none"));
@@ -261,14 +253,14 @@ fn a_split_view_is_refused_by_witnesses_and_clients() {
         &format!("{log_toml}url = \"{}\"\n", pc.url),
     );
     wait_until("the pulling witness to cosign size 80", 20, || {
-        wp.cosigned(ORIGIN).is_some_and(|c| size_of(&c) == 80)
+        wp.cosigned(ORIGIN).and_then(|c| checkpoint_size(&c)) == Some(80)
     });
     pc.route(&fork.url);
     wait_until("the pulling witness to refuse the fork", 20, || {
         wp.log_text().contains("poll failed")
     });
     let kept = wp.cosigned(ORIGIN).unwrap();
-    assert_eq!(size_of(&kept), 80);
+    assert_eq!(checkpoint_size(&kept), Some(80));
     assert_eq!(
         Note::parse(&kept).unwrap().text,
         Note::parse(&honest.get("/checkpoint").1).unwrap().text
@@ -298,7 +290,11 @@ fn a_pulling_witness_refuses_every_lie() {
             log.vkey, p.url
         ),
     );
-    let cosigned = || w.cosigned(ORIGIN).map_or(0, |c| size_of(&c));
+    let cosigned = || {
+        w.cosigned(ORIGIN)
+            .and_then(|c| checkpoint_size(&c))
+            .unwrap_or(0)
+    };
     wait_until("the witness to cosign size 250", 20, || cosigned() == 250);
     // Each lie is told until the witness has refused it at least once more.
     let refuse = |lie: Lie, why: &str| {

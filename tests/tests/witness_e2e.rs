@@ -13,18 +13,13 @@ use vouch_spec::merkle::MemoryTree;
 use vouch_spec::note::{Ed25519Signer, Note};
 use vouch_spec::policy::Policy;
 use vouch_spec::witness::{parse_response, AddCheckpoint};
-use vouch_tests::{attestation, builder, log_keygen, wait_until, Log, Witness, ORIGIN};
+use vouch_tests::{
+    attestation, builder, checkpoint_size, log_keygen, wait_until, Log, Witness, ORIGIN,
+};
 
 fn served_size(log: &Log) -> Option<u64> {
     let (s, b) = log.get("/checkpoint");
-    (s == 200)
-        .then(|| {
-            String::from_utf8_lossy(&b)
-                .lines()
-                .nth(1)
-                .and_then(|l| l.parse().ok())
-        })
-        .flatten()
+    (s == 200).then(|| checkpoint_size(&b)).flatten()
 }
 
 #[test]
@@ -221,9 +216,9 @@ fn witness_refuses_every_bad_request_and_survives_sigkill() {
     // A non-empty proof from 0 is refused too (after moving forward properly).
     assert_eq!(w.add_checkpoint(&log.request(5, 8)).0, 200);
     // The monitoring endpoint serves it with both signatures.
-    let hash = vouch_spec::hex::encode(&vouch_spec::hash::sha256(b"hand.vouch.test/log"));
-    let (s, b) = vouch_tests::response(ureq::get(&format!("{}/{hash}/checkpoint", w.url)).call());
-    assert_eq!(s, 200);
+    let b = w
+        .cosigned("hand.vouch.test/log")
+        .expect("a cosigned checkpoint");
     let opened = vouch_spec::note::open(&b, &[&log.signer.verifier(), &wv]).unwrap();
     assert_eq!(opened.verified.len(), 2);
     assert!(opened.note.text.contains("\n8\n"));
@@ -260,18 +255,9 @@ fn pull_mode_cosigns_a_tessera_log_over_loopback() {
         "[[log]]\norigin = \"example.com/log/testdata\"\nvkeys = [\"{vkey}\"]\nurl = \"{url}\"\n"
     );
     let w = Witness::start("w.vouch.test", &toml);
-    let hash = vouch_spec::hex::encode(&vouch_spec::hash::sha256(b"example.com/log/testdata"));
     let size = || {
-        let (s, b) =
-            vouch_tests::response(ureq::get(&format!("{}/{hash}/checkpoint", w.url)).call());
-        (s == 200).then(|| {
-            String::from_utf8_lossy(&b)
-                .lines()
-                .nth(1)
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
+        w.cosigned("example.com/log/testdata")
+            .and_then(|c| checkpoint_size(&c))
     };
     wait_until("the witness to pull size 5", 20, || size() == Some(5));
     // The log grows: the witness proves 5 → 15 from the tiles alone.
@@ -281,7 +267,7 @@ fn pull_mode_cosigns_a_tessera_log_over_loopback() {
     std::fs::copy(src.join("checkpoint.12"), root.join("checkpoint")).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(size(), Some(15));
-    let (_, b) = vouch_tests::response(ureq::get(&format!("{}/{hash}/checkpoint", w.url)).call());
+    let b = w.cosigned("example.com/log/testdata").unwrap();
     let wv = vouch_spec::cosignature::CosignatureVerifier::from_vkey(&w.vkey).unwrap();
     let lv = vouch_spec::note::Ed25519Verifier::from_vkey(vkey).unwrap();
     assert_eq!(
