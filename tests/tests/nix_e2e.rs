@@ -83,6 +83,34 @@ fn vouch_verify(
     )
 }
 
+/// `nix copy --to file://<cache>` the paths: publish them as a binary cache.
+fn publish(home: &Path, cache: &Path, paths: &[&str]) {
+    let to = format!("file://{}", cache.display());
+    let mut args = vec!["nix", "copy", "--to", &to];
+    args.extend_from_slice(paths);
+    must(home, &args);
+}
+
+/// `nix copy --from <substituter> --to <dest> <path>`, trusting the keys
+/// `tpk` (space-separated): whether Nix took it, and what it printed.
+fn copy_from(home: &Path, sub: &str, dest: &Path, path: &str, tpk: &str) -> (bool, String) {
+    nix(
+        home,
+        &[
+            "nix",
+            "copy",
+            "--from",
+            sub,
+            "--to",
+            dest.to_str().unwrap(),
+            path,
+            "--option",
+            "trusted-public-keys",
+            tpk,
+        ],
+    )
+}
+
 /// `nix store sign` the paths with `k` (its key file written into `dir`).
 fn sign(home: &Path, dir: &Path, k: &NixSecretKey, paths: &[&str]) {
     let f = key_file(dir, k);
@@ -162,8 +190,7 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     );
     assert_eq!(a_fs.references.len(), 1, "hello refers to dep");
     let cache = dir.join("cache-upstream");
-    let to = format!("file://{}", cache.display());
-    must(&home, &["nix", "copy", "--to", &to, &hello, &lonely]);
+    publish(&home, &cache, &[&hello, &lonely]);
     let (_up, upstream) = static_server(&cache);
 
     let log = Log::start("");
@@ -187,23 +214,7 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     let (_sub, sub) = vouch_tests::substituter(&dir.join("client.toml"), &upstream, &[]);
     let pubkeys: Vec<String> = keys.iter().map(|k| k.public().to_string()).collect();
     let tpk = pubkeys.join(" ");
-    let copy = |path: &str, dest: &Path| {
-        nix(
-            &home,
-            &[
-                "nix",
-                "copy",
-                "--from",
-                &sub,
-                "--to",
-                dest.to_str().unwrap(),
-                path,
-                "--option",
-                "trusted-public-keys",
-                &tpk,
-            ],
-        )
-    };
+    let copy = |path: &str, dest: &Path| copy_from(&home, &sub, dest, path, &tpk);
 
     // Only builder 1 has attested: under a two-builder policy Nix gets nothing.
     for p in [&hello, &dep] {
@@ -299,21 +310,7 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     let (_sub2, sub2) =
         vouch_tests::substituter(&dir.join("client-offline.toml"), &upstream, &["--bundles"]);
     let dest5 = dir.join("store5");
-    let (ok, out) = nix(
-        &home,
-        &[
-            "nix",
-            "copy",
-            "--from",
-            &sub2,
-            "--to",
-            dest5.to_str().unwrap(),
-            &hello,
-            "--option",
-            "trusted-public-keys",
-            &tpk,
-        ],
-    );
+    let (ok, out) = copy_from(&home, &sub2, &dest5, &hello, &tpk);
     assert!(ok, "offline substituter refused:\n{out}");
 
     // A checkpoint without the witness quorum the client requires: refused.
@@ -339,21 +336,7 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     let (_sub3, sub3) =
         vouch_tests::substituter(&dir.join("client-witnessed.toml"), &upstream, &[]);
     let dest6 = dir.join("store6");
-    let (ok, out) = nix(
-        &home,
-        &[
-            "nix",
-            "copy",
-            "--from",
-            &sub3,
-            "--to",
-            dest6.to_str().unwrap(),
-            &hello,
-            "--option",
-            "trusted-public-keys",
-            &tpk,
-        ],
-    );
+    let (ok, out) = copy_from(&home, &sub3, &dest6, &hello, &tpk);
     assert!(
         !ok,
         "nix copied under a checkpoint without witness quorum:\n{out}"
@@ -532,17 +515,7 @@ fn backfill_logs_an_existing_cache_and_resumes() {
     );
     sign(&home, &dir, &cache_key, &[&a, &b]);
     let cache = dir.join("cache");
-    must(
-        &home,
-        &[
-            "nix",
-            "copy",
-            "--to",
-            &format!("file://{}", cache.display()),
-            &a,
-            &b,
-        ],
-    );
+    publish(&home, &cache, &[&a, &b]);
     let (_up, upstream) = static_server(&cache);
     let log = Log::start("");
     // Two real paths, a hash the cache lacks, a comment.
@@ -653,16 +626,7 @@ fn the_substituter_refuses_every_lie_and_nix_gets_nothing() {
         sign(&home, &dir, k, &[&pkg]);
     }
     let cache = dir.join("cache");
-    must(
-        &home,
-        &[
-            "nix",
-            "copy",
-            "--to",
-            &format!("file://{}", cache.display()),
-            &pkg,
-        ],
-    );
+    publish(&home, &cache, &[&pkg]);
     let (_up, upstream) = static_server(&cache);
 
     // A log whose every served checkpoint is cosigned by a real witness.
@@ -732,21 +696,7 @@ fn the_substituter_refuses_every_lie_and_nix_gets_nothing() {
     let copy = |sub: &str| {
         attempt.set(attempt.get() + 1);
         let dest = dir.join(format!("store{}", attempt.get()));
-        let (ok, out) = nix(
-            &home,
-            &[
-                "nix",
-                "copy",
-                "--from",
-                sub,
-                "--to",
-                dest.to_str().unwrap(),
-                &pkg,
-                "--option",
-                "trusted-public-keys",
-                &tpk,
-            ],
-        );
+        let (ok, out) = copy_from(&home, sub, &dest, &pkg, &tpk);
         assert_eq!(ok, dest.join(pkg.trim_start_matches('/')).exists(), "{out}");
         (ok, out)
     };
