@@ -14,6 +14,16 @@ fn secret_of(key_file: &std::path::Path) -> String {
     text.trim().splitn(5, '+').nth(4).unwrap().to_string()
 }
 
+/// Kills a server and checks what it logged: something (logging was on),
+/// and never its key.
+fn stop_and_check_log(mut child: std::process::Child, log_file: &std::path::Path, secret: &str) {
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(log_file).unwrap();
+    assert!(logged.contains("INFO"), "{logged}");
+    assert!(!logged.contains(secret), "the key was logged");
+}
+
 #[test]
 fn the_witness_refuses_readable_keys_and_never_logs_them() {
     let dir = temp_dir("keys-witness");
@@ -65,11 +75,7 @@ fn the_witness_refuses_readable_keys_and_never_logs_them() {
     let _ = ureq::post(&format!("http://127.0.0.1:{port}/add-checkpoint"))
         .send_bytes(b"old 0\n\nnot a checkpoint\n");
     std::thread::sleep(Duration::from_millis(200));
-    let _ = child.kill();
-    let _ = child.wait();
-    let logged = std::fs::read_to_string(&log_file).unwrap();
-    assert!(logged.contains("INFO"), "{logged}");
-    assert!(!logged.contains(&secret), "the key was logged");
+    stop_and_check_log(child, &log_file, &secret);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -96,10 +102,6 @@ fn the_log_never_logs_its_key_while_signing() {
         .send_bytes(&attestation(&builder(1), 1, 0).encode())
         .unwrap();
     assert_eq!(r.status(), 200);
-    let _ = child.kill();
-    let _ = child.wait();
-    let logged = std::fs::read_to_string(&log_file).unwrap();
-    assert!(logged.contains("INFO"), "{logged}");
-    assert!(!logged.contains(&secret), "the log's key was logged");
+    stop_and_check_log(child, &log_file, &secret);
     let _ = std::fs::remove_dir_all(&dir);
 }
