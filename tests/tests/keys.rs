@@ -66,7 +66,7 @@ fn the_witness_refuses_readable_keys_and_never_logs_them() {
     }
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let log_file = dir.join("stderr.log");
-    let mut child = serve()
+    let child = serve()
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_file).unwrap())
         .spawn()
@@ -85,7 +85,7 @@ fn the_log_never_logs_its_key_while_signing() {
     let secret = secret_of(&dir.join("log.key"));
     let port = free_port();
     let log_file = dir.join("stderr.log");
-    let mut child = Command::new(binary("vouch-log"))
+    let child = Command::new(binary("vouch-log"))
         .args(["serve", "--origin", vouch_tests::ORIGIN, "--key"])
         .arg(dir.join("log.key"))
         .arg("--data-dir")
