@@ -173,32 +173,14 @@ fn edit_entries(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// An entry bundle without its last entry (C2SP tlog-tiles: each entry is
-/// a big-endian u16 length and the bytes; Vouch serves bundles gzipped).
+/// An entry bundle without its last entry. (The proxy's requests carry no
+/// `Accept-Encoding`, so the log answers them uncompressed.)
 fn drop_last_entry(body: &[u8]) -> Vec<u8> {
-    let mut raw = Vec::new();
-    let gz = body.starts_with(&[0x1f, 0x8b]);
-    if gz {
-        if flate2::read::GzDecoder::new(body)
-            .read_to_end(&mut raw)
-            .is_err()
-        {
-            return body.to_vec();
+    match vouch_spec::bundle::decode(body) {
+        Ok(entries) => {
+            let kept = &entries[..entries.len().saturating_sub(1)];
+            vouch_spec::bundle::encode(kept).unwrap_or_default()
         }
-    } else {
-        raw = body.to_vec();
+        Err(_) => body.to_vec(),
     }
-    let mut at = 0;
-    let mut last = 0;
-    while at + 2 <= raw.len() {
-        last = at;
-        at += 2 + usize::from(u16::from_be_bytes([raw[at], raw[at + 1]]));
-    }
-    raw.truncate(last);
-    if !gz {
-        return raw;
-    }
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let _ = enc.write_all(&raw);
-    enc.finish().unwrap_or_default()
 }
