@@ -3,14 +3,14 @@
 # (default 2), seeding each corpus from spec/testdata, and prints the
 # executions libFuzzer reports for each target.
 #
-#   RUSTC_BOOTSTRAP=1 bash fuzz/run-all.sh 600
+#   RUSTC_BOOTSTRAP=1 bash spec/fuzz/run-all.sh 600
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-180}
 jobs=${JOBS:-2}
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build >/dev/null
-td=../spec/testdata
+td=../testdata
 seed() { mkdir -p "corpus/$1"; shift; for f in "$@"; do [ -f "$f" ] && cp "$f" "corpus/$(basename "$(dirname "$f")")-$(basename "$f")" 2>/dev/null || true; done; }
 mkdir -p corpus/{note,checkpoint,bundle,narinfo,attestation,tlog_proof,witness_request,vkey,tile_path,nix32,policy} logs
 cp $td/tessera-log/checkpoint* corpus/note/; cp $td/tessera-log/checkpoint* corpus/checkpoint/
@@ -22,12 +22,12 @@ printf '\x20%s' "1yhwyc0l5x5imibnlnzgscrwjsqmkgyxbq3hi9v2y0icby7036hs" > corpus/
 cp $td/nix/*.pub corpus/nix32/ 2>/dev/null || true
 printf 'example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx' > corpus/vkey/a
 # Entries, proofs, policies and witness requests from the worked examples.
-awk '/^```$/{f=!f; if(!f){n++}; next} f{print > ("corpus/attestation/doc" n)}' ../spec/PROTOCOL.md
+awk '/^```$/{f=!f; if(!f){n++}; next} f{print > ("corpus/attestation/doc" n)}' ../PROTOCOL.md
 cp corpus/attestation/doc* corpus/tlog_proof/; cp corpus/attestation/doc* corpus/policy/; cp corpus/attestation/doc* corpus/witness_request/
 targets=${TARGETS:-$(cargo fuzz list)}
 run() {
   t=$1
-  cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 >"logs/$t.log" 2>&1 || { echo "$t: FAILED (see fuzz/logs/$t.log)"; return 1; }
+  cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 >"logs/$t.log" 2>&1 || { echo "$t: FAILED (see spec/fuzz/logs/$t.log)"; return 1; }
   printf '%-16s %s execs in %ss\n' "$t" "$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$')" "$secs"
 }
 export -f run; export secs
