@@ -1,28 +1,37 @@
-//! Lowercase hexadecimal, as used for key IDs and origin hashes.
+//! Lowercase hexadecimal, as used for key IDs and origin hashes
+//! (`spec/PROTOCOL.md` §1: hex is lowercase), on the `hex` crate.
 
 /// Encodes bytes as lowercase hex.
 pub fn encode(data: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(data.len() * 2);
-    for b in data {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
+    hex::encode(data)
 }
 
-/// Decodes lowercase hex; uppercase digits are rejected as non-canonical.
+/// Decodes lowercase hex; uppercase digits are rejected as non-canonical
+/// (the `hex` crate alone would accept them).
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    text.as_bytes()
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
+    hex::decode(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lowercase_is_canonical() {
+        assert_eq!(encode(&[0xab, 0x01]), "ab01");
+        assert_eq!(decode("ab01"), Some(vec![0xab, 0x01]));
+        for bad in ["AB01", "aB01", "ab0", "zz", "ab 01"] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn roundtrip(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            proptest::prop_assert_eq!(decode(&encode(&data)), Some(data));
+        }
+    }
 }

@@ -17,19 +17,22 @@
 //! | [`policy`] | C2SP tlog-policy |
 //! | [`nix`] | Nix's nix32, store paths, narinfo, keys and fingerprints |
 //! | [`attestation`] | the Vouch attestation entry (`spec/PROTOCOL.md` §3) |
+//! | [`tracker`] | whether a checkpoint extends the one a party kept (§7 step 4, tlog-witness), forks as evidence |
+//! | [`accept`] | the client acceptance rule (§7) as one function: the decision with every reason |
 //!
 //! Everything is implemented here from the specifications, on `sha2`,
-//! `ed25519-dalek` and `base64` only. Other implementations are test
+//! `ed25519-dalek`, `base64` and `hex` only. Other implementations are test
 //! oracles, not dependencies: the transparency-dev Merkle vectors, a real
 //! Tessera log, the C2SP examples, the real `nix` binary for the Nix vectors,
 //! and Go's `golang.org/x/mod/sumdb/note` and `sumdb/tlog`
 //! (`tests/go_interop.rs`). The Rust crates `tlog_tiles` and `signed_note`
 //! are ports of that same Go code, so we test against the original instead;
-//! `ct-merkle` and `rs_merkle` would only repeat what the naive RFC 6962
-//! recursion in [`hash::naive_root`] and the vectors already check.
+//! `rs_merkle` is one more oracle for roots and inclusion proofs
+//! (`tests/rs_merkle_oracle.rs`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod attestation;
 pub mod b64;
 pub mod bundle;
@@ -46,6 +49,7 @@ pub mod note;
 pub mod policy;
 pub mod tile;
 pub mod tlog_proof;
+pub mod tracker;
 pub mod witness;
 
 pub use hash::{leaf_hash, node_hash, Hash};

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
-use crate::hash::{naive_root, Hash, HASH_LEN};
+use crate::hash::{node_hash, Hash, HASH_LEN};
 use crate::merkle::{NodeId, NodeSource};
 
 /// Node levels covered by one tile.
@@ -265,6 +265,63 @@ pub fn encode_hashes(hashes: &[Hash]) -> Vec<u8> {
     out
 }
 
+/// The row above `row`: each pair of hashes hashed together (RFC 6962
+/// §2.1 interior nodes); an odd last hash has no parent yet.
+fn parent_row(row: &[Hash]) -> Vec<Hash> {
+    row.chunks_exact(2)
+        .map(|p| node_hash(&p[0], &p[1]))
+        .collect()
+}
+
+/// The node `row` levels above a tile's base, at position `pos` of that
+/// row, computed from the tile's hashes (the `2^row` hashes below it).
+/// `None` if `hashes` does not hold them all. With [`TileNodes`], the one
+/// way Vouch computes nodes inside a tile.
+pub fn tile_node(hashes: &[Hash], row: u8, pos: usize) -> Option<Hash> {
+    let span = 1usize.checked_shl(u32::from(row))?;
+    let start = pos.checked_mul(span)?;
+    let mut nodes = hashes.get(start..start.checked_add(span)?)?.to_vec();
+    while nodes.len() > 1 {
+        nodes = parent_row(&nodes);
+    }
+    nodes.first().copied()
+}
+
+/// Every complete node inside one tile: `row(r)` holds the nodes `r`
+/// levels above the tile's base, as many as its hashes complete (row 0 is
+/// the hashes themselves). Equal, node for node, to [`tile_node`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TileNodes {
+    rows: Vec<Vec<Hash>>,
+}
+
+impl TileNodes {
+    /// The nodes of a tile holding `hashes`.
+    pub fn new(hashes: Vec<Hash>) -> TileNodes {
+        let mut rows = vec![hashes];
+        while let Some(last) = rows.last().filter(|r| r.len() >= 2) {
+            let next = parent_row(last);
+            rows.push(next);
+        }
+        TileNodes { rows }
+    }
+
+    /// The tile's hashes.
+    pub fn hashes(&self) -> &[Hash] {
+        &self.rows[0]
+    }
+
+    /// The complete nodes `row` levels above the base.
+    pub fn row(&self, row: u8) -> &[Hash] {
+        self.rows.get(usize::from(row)).map_or(&[], Vec::as_slice)
+    }
+
+    /// One node, if complete.
+    pub fn node(&self, row: u8, pos: usize) -> Option<Hash> {
+        self.row(row).get(pos).copied()
+    }
+}
+
 /// Where a node's hash comes from: the tile holding the level-`8L` hashes
 /// below it, and which of that tile's positions to hash together.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -385,8 +442,12 @@ impl NodeSource for TileSet {
             .tiles
             .get(&(loc.tile_level, loc.tile_index))
             .ok_or_else(missing)?;
-        let slice = hashes.get(loc.positions.clone()).ok_or_else(missing)?;
-        Ok(naive_root(slice))
+        tile_node(
+            hashes,
+            node.level % TILE_HEIGHT,
+            loc.positions.start >> (node.level % TILE_HEIGHT),
+        )
+        .ok_or_else(missing)
     }
 }
 
@@ -548,6 +609,24 @@ mod tests {
             let kind = if entries { TileKind::Entries } else { TileKind::Hash { level } };
             let t = Tile { kind, index, width };
             prop_assert_eq!(Tile::parse_path(&t.path()), Ok(t));
+        }
+
+        /// Every node inside a tile, whichever way it is asked for, is the
+        /// RFC 6962 root of the hashes below it.
+        #[test]
+        fn tile_nodes_are_the_subtree_roots(n in 1usize..=256, seed in any::<u8>()) {
+            let hashes: Vec<Hash> = (0..n).map(|i| leaf_hash(&[seed, i as u8])).collect();
+            let t = TileNodes::new(hashes.clone());
+            for row in 0..=8u8 {
+                let span = 1usize << row;
+                prop_assert_eq!(t.row(row).len(), n / span);
+                for pos in 0..n / span {
+                    let want = crate::hash::naive_root(&hashes[pos * span..(pos + 1) * span]);
+                    prop_assert_eq!(t.node(row, pos), Some(want));
+                    prop_assert_eq!(tile_node(&hashes, row, pos), Some(want));
+                }
+                prop_assert_eq!(tile_node(&hashes, row, n / span), None);
+            }
         }
 
         #[test]
