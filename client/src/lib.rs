@@ -1,31 +1,44 @@
-//! # vouch: the Vouch client
+//! # vouch: the IO half of the Vouch protocol
 //!
-//! The verification library ([`verifier`]: the acceptance rule of
-//! `spec/PROTOCOL.md` §7 with durable per-log state in [`state`]), reading
-//! logs over HTTP ([`fetch`]), and the Nix substituter proxy
-//! ([`substituter`]). The `vouch` binary is the CLI over these.
+//! `vouch-spec` decides (pure functions over bytes); this library does what
+//! deciding needs from the world, once, for every Vouch party: the log
+//! server, the witness, the monitor and the `vouch` command all link it.
+//! The log server using it is intended: it is the shared shell, not the
+//! client. The `vouch` binary's own code (its CLI, the substituter,
+//! backfill, the post-build hook's spool, NAR serialisation) lives in
+//! `src/cli/` and is linked by nothing else.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`http`] | the one HTTP client: rustls with Nix's trust roots, proxies from the environment, timeouts, `file://`; errors that name the URL |
+//! | [`api`] | the log's URLs and JSON bodies (`spec/PROTOCOL.md` §4.2, §5), shared by the server and its clients |
+//! | [`log_client`] | a client of one log: checkpoint, lookups, submissions, proofs |
+//! | [`tiles`] | reading tlog-tiles: hash tiles, bundles, proofs from tiles, a cache of verified tiles |
+//! | [`tracker`] | the checkpoint tracker: kept checkpoint per origin by compare-and-swap, forks as data |
+//! | [`state`] | the client's tracker store: files in a state directory |
+//! | [`verifier`] | the acceptance rule's IO shell: fetch, decide (`vouch_spec::accept`), persist |
+//! | [`serve`] | the serving loop every Vouch server uses, with its connection and body bounds, and systemd readiness |
+//! | [`client_addr`] | a request's client address, believing only trusted reverse proxies |
+//! | [`metrics`] | Prometheus exposition, shared by every server |
+//! | [`ratelimit`] | token buckets by key (client address, builder key) |
+//! | [`keyfile`] | private key files (0600, never overwritten, refused when readable by others) |
+//! | [`atomic`] | the one atomic, durable file replacement |
+//! | [`logging`] | `tracing` to stderr, filtered by `VOUCH_LOG` |
 #![forbid(unsafe_code)]
 
-pub mod backfill;
-pub mod fetch;
+pub mod api;
+pub mod atomic;
+pub mod client_addr;
+pub mod http;
 pub mod keyfile;
-pub mod nar;
-pub mod pathinfo;
+pub mod log_client;
+pub mod logging;
+pub mod metrics;
+pub mod ratelimit;
 pub mod serve;
-pub mod spool;
 pub mod state;
-pub mod substituter;
+pub mod tiles;
+pub mod tracker;
 pub mod verifier;
 
-/// Logs to stderr through `tracing`, filtered by `VOUCH_LOG` (default
-/// `info`), with colour only on a terminal. Shared by every Vouch binary.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VOUCH_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
+pub use logging::init as init_logging;

@@ -1,21 +1,44 @@
-//! `vouch`: attest, submit and verify Nix store paths against a Vouch log,
-//! and run a verifying substituter for Nix.
+//! `vouch`: check Nix substitutes against a Vouch transparency log, and
+//! put your own builds (or a whole binary cache's signatures) into one.
 #![forbid(unsafe_code)]
 
+mod cli;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use vouch::verifier::{ClientConfig, Verifier};
+use vouch::http::HttpClient;
+use vouch::log_client::LogClient;
+use vouch::verifier::{ClientConfig, Verdict, Verifier};
 use vouch_spec::attestation::Attestation;
 use vouch_spec::nix::{NarInfo, NixSecretKey};
 use vouch_spec::tlog_proof::TlogProof;
 
-/// Verify Nix substitutes against a Vouch transparency log.
+/// Exit status of `vouch verify` when the path is rejected.
+const EXIT_REJECTED: i32 = 2;
+/// Exit status when the log (or its proofs) could not be reached.
+const EXIT_UNREACHABLE: i32 = 3;
+
+/// Install Nix substitutes only when a transparency log proves that enough
+/// independent builders got the same bytes; attest your own builds.
+///
+/// `vouch substituter` sits between Nix and a binary cache and serves a
+/// path only when the Vouch log shows it was attested by the builders you
+/// trust, under a checkpoint your witnesses cosigned. The other commands
+/// make attestations (`attest`, `post-build-hook`, `sender`, `backfill`),
+/// check one narinfo (`verify`), and get proofs to publish (`proof`).
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Exit status: 0 success (for verify: accepted); 1 usage, configuration or local error; \
+2 verify rejected the path (a verdict on the path); 3 the log or a cache could not be reached (no verdict).\n\
+Configuration: see README.md, section \"Client configuration\". Logs: VOUCH_LOG=debug."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,20 +75,35 @@ enum Command {
         #[arg(long, conflicts_with = "narinfo")]
         from_fs: bool,
     },
-    /// Submit attestation files to a log.
+    /// Submit attestation files to a log. Prints one line per attestation:
+    /// `<index> <store path> new|duplicate`; with --wait, then
+    /// `covered by checkpoint <size>` (or `not covered yet`); with --json,
+    /// the log's JSON answer instead (spec/PROTOCOL.md §5.2).
     Submit {
         /// The log's URL.
         #[arg(long)]
         log: String,
-        /// Wait until a checkpoint covers them and print tlog-proofs.
+        /// Wait until a checkpoint served by the log covers them.
         #[arg(long)]
         wait: bool,
+        /// With --wait: write each attestation's tlog-proof into this
+        /// directory as <hash part>.vouch/<n>.tlog-proof (the layout a cache
+        /// publishes beside its narinfos), and print the file names.
+        #[arg(long, requires = "wait")]
+        proofs: Option<PathBuf>,
+        /// Print the log's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
         /// Attestation files (concatenated into one request).
+        #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Apply the acceptance rule to a narinfo and print the decision with its
-    /// reasons (exit 2 on rejection). With --bundle, offline: only the given
-    /// tlog-proof files are used, no network.
+    /// Apply the acceptance rule to a narinfo and print the decision with
+    /// every reason (exit 0 accepted, 2 rejected, 3 log unreachable). With
+    /// --bundle, offline: only the given tlog-proof files are used. The
+    /// narinfo is the file a binary cache serves as <hash part>.narinfo
+    /// (e.g. `curl https://cache.nixos.org/<hash part>.narinfo`, or the
+    /// file `nix copy --to file://DIR` wrote into DIR).
     Verify {
         /// Client configuration (TOML).
         #[arg(long)]
@@ -89,22 +127,51 @@ enum Command {
         /// The store path (or its hash part).
         path: String,
     },
+    /// Print a C2SP tlog-policy file for a log and its witnesses, for the
+    /// client configuration's policy_file.
+    Policy {
+        /// The log's verifier key (as `vouch-log` prints it).
+        #[arg(long)]
+        log_vkey: String,
+        /// A witness, as NAME=VKEY (its cosigner vkey, as `vouch-witness`
+        /// prints it); repeatable.
+        #[arg(long = "witness", value_name = "NAME=VKEY")]
+        witnesses: Vec<String>,
+        /// How many of the witnesses must cosign (default: all of them;
+        /// none without witnesses).
+        #[arg(long)]
+        quorum: Option<usize>,
+    },
     /// Run an HTTP binary cache for Nix that serves a narinfo only when the
-    /// acceptance rule holds; use it as Nix's substituter.
+    /// acceptance rule holds; use it as Nix's substituter. Nix still checks
+    /// each narinfo's signatures against its trusted-public-keys after Vouch
+    /// accepts it. Settings also come from the configuration's
+    /// [substituter] table; flags override it.
     Substituter {
         /// Client configuration (TOML).
         #[arg(long)]
         config: PathBuf,
-        /// Upstream binary cache URL; repeatable, tried in order.
-        #[arg(long, required = true)]
+        /// Upstream binary cache URL (https://, http:// or file://);
+        /// repeatable. Upstreams are tried by the Priority their
+        /// nix-cache-info states, then in the order given.
+        #[arg(long)]
         upstream: Vec<String>,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8082")]
-        listen: SocketAddr,
+        /// Address to listen on (default 127.0.0.1:8082).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// Verify with tlog-proof bundles published beside the narinfo
         /// (<hash>.vouch/<n>.tlog-proof) instead of asking the log.
         #[arg(long)]
         bundles: bool,
+        /// enforce: serve only what the rule accepts. report: serve
+        /// everything the upstream has, and log and count what enforcing
+        /// would have refused (to try Vouch before relying on it).
+        #[arg(long, value_enum)]
+        mode: Option<cli::substituter::Mode>,
+        /// Seconds a decision is reused for the same narinfo (default 30;
+        /// 0: decide every request anew).
+        #[arg(long)]
+        decision_cache_secs: Option<u64>,
     },
     /// Nix post-build-hook: attest the outputs of the build (OUT_PATHS, or
     /// derived from DRV_PATH when Nix leaves it empty) and drop the
@@ -130,15 +197,19 @@ enum Command {
         /// Attestations per request.
         #[arg(long, default_value_t = 500)]
         batch: usize,
-        /// One pass, then exit (status 1 if anything is left to send).
+        /// One pass, then exit (status 3 if anything is left to send).
         #[arg(long)]
         once: bool,
     },
     /// Log an existing binary cache's Sig: lines as they are: for each store
     /// path (or hash part) listed in --paths, fetch the narinfo and submit
-    /// an attestation for each Sig: by a --key. Resumable (--state), rate-limited.
+    /// an attestation for each Sig: by a --key. Resumable (--state): only
+    /// paths whose attestations the log acknowledged (or that the cache
+    /// does not have) are recorded as done; a fetch that keeps failing
+    /// stops the run with exit status 3 and the count of paths left.
     Backfill {
-        /// The binary cache URL, e.g. https://cache.nixos.org.
+        /// The binary cache URL: https://…, http://… or file:///… (a
+        /// directory written by `nix copy --to file://…`).
         #[arg(long)]
         cache: String,
         /// The log's URL.
@@ -153,14 +224,21 @@ enum Command {
         /// Progress file (lines done); reruns resume from it.
         #[arg(long)]
         state: PathBuf,
-        /// Narinfo fetches per second (0: unlimited).
+        /// Narinfo fetches per second over all jobs (0: unlimited). The
+        /// default is polite to a public cache.
         #[arg(long, default_value_t = 50.0)]
         rate: f64,
+        /// Narinfo fetches in flight.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Attempts per narinfo before the run stops.
+        #[arg(long, default_value_t = 5)]
+        attempts: u32,
         /// Attestations per submission.
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
-    /// Clear the fork flag of the configured log after investigating its evidence.
+    /// Clear the fork record of the configured log after investigating its evidence.
     ClearFork {
         /// Client configuration (TOML).
         #[arg(long)]
@@ -168,18 +246,34 @@ enum Command {
     },
 }
 
-fn load_config(path: &PathBuf) -> anyhow::Result<ClientConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading client config {}", path.display()))?;
-    toml::from_str(&text).with_context(|| {
-        format!(
-            "client config {} (see README, \"Client configuration\")",
-            path.display()
-        )
-    })
+fn load_config(path: &Path) -> anyhow::Result<ClientConfig> {
+    Ok(load_config_with_substituter(path)?.0)
 }
 
-fn load_key(key: &PathBuf) -> anyhow::Result<NixSecretKey> {
+/// The client configuration and its optional `[substituter]` table.
+fn load_config_with_substituter(
+    path: &Path,
+) -> anyhow::Result<(ClientConfig, cli::substituter::Settings)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading client config {}", path.display()))?;
+    let context = || {
+        format!(
+            "client config {} (see README.md, section \"Client configuration\")",
+            path.display()
+        )
+    };
+    let mut table: toml::Table = toml::from_str(&text).with_context(context)?;
+    let sub = match table.remove("substituter") {
+        Some(v) => v
+            .try_into::<cli::substituter::Settings>()
+            .with_context(|| format!("{}: [substituter]", context()))?,
+        None => cli::substituter::Settings::default(),
+    };
+    let cfg: ClientConfig = toml::Value::Table(table).try_into().with_context(context)?;
+    Ok((cfg, sub))
+}
+
+fn load_key(key: &Path) -> anyhow::Result<NixSecretKey> {
     let text = std::fs::read_to_string(key)
         .with_context(|| format!("reading builder key {}", key.display()))?;
     NixSecretKey::parse(text.trim()).with_context(|| {
@@ -203,13 +297,13 @@ fn nix_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-fn path_info(path: &str, store: Option<&str>) -> anyhow::Result<vouch::pathinfo::PathInfo> {
+fn path_info(path: &str, store: Option<&str>) -> anyhow::Result<cli::pathinfo::PathInfo> {
     let mut args = vec!["path-info", "--json"];
     if let Some(s) = store {
         args.extend(["--store", s]);
     }
     args.push(path);
-    let infos = vouch::pathinfo::parse(&nix_json(&args)?)?;
+    let infos = cli::pathinfo::parse(&nix_json(&args)?)?;
     infos
         .into_iter()
         .next()
@@ -240,7 +334,7 @@ fn drv_outputs(drv: &str) -> anyhow::Result<Vec<String>> {
 fn attest_from_fs(p: &str, sk: &NixSecretKey) -> anyhow::Result<Attestation> {
     let path =
         vouch_spec::nix::StorePath::parse(p).with_context(|| format!("{p} is not a store path"))?;
-    let nar = vouch::nar::summarize(std::path::Path::new(p), path.store_dir())
+    let nar = cli::nar::summarize(Path::new(p), path.store_dir())
         .with_context(|| format!("reading {p} to serialise its NAR"))?;
     let mut references = Vec::new();
     if !nar.hash_parts.is_empty() {
@@ -264,7 +358,7 @@ fn attest_from_fs(p: &str, sk: &NixSecretKey) -> anyhow::Result<Attestation> {
     ))
 }
 
-fn post_build_hook(key: &PathBuf, spool: &std::path::Path) -> anyhow::Result<()> {
+fn post_build_hook(key: &Path, spool: &Path) -> anyhow::Result<()> {
     let sk = load_key(key)?;
     let mut paths: Vec<String> = std::env::var("OUT_PATHS")
         .unwrap_or_default()
@@ -279,22 +373,87 @@ fn post_build_hook(key: &PathBuf, spool: &std::path::Path) -> anyhow::Result<()>
     for p in paths {
         let i = path_info(&p, None)?;
         let a = Attestation::sign(i.path, i.nar_hash, i.nar_size, i.references, i.deriver, &sk);
-        let f = vouch::spool::put(spool, &a)
+        let f = cli::spool::put(spool, &a)
             .with_context(|| format!("writing to spool {}", spool.display()))?;
         eprintln!("vouch: attested {p} into {}", f.display());
     }
     Ok(())
 }
 
-fn main() {
-    vouch::init_logging();
-    if let Err(e) = run() {
-        eprintln!("vouch: {e:#}");
-        std::process::exit(1);
+/// A failure that ends the command with a given exit status.
+#[derive(Debug)]
+struct Exit(i32, String);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
     }
 }
 
-fn run() -> anyhow::Result<()> {
+impl std::error::Error for Exit {}
+
+fn main() {
+    vouch::init_logging();
+    match run() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("vouch: {e:#}");
+            let code = e.downcast_ref::<Exit>().map_or(1, |x| x.0);
+            std::process::exit(code);
+        }
+    }
+}
+
+fn http() -> anyhow::Result<HttpClient> {
+    Ok(HttpClient::from_env()?)
+}
+
+/// The first free `<dir>/<hash>.vouch/<n>.tlog-proof`.
+fn next_proof_file(dir: &Path, hash: &str) -> PathBuf {
+    let d = dir.join(format!("{hash}.vouch"));
+    (0..)
+        .map(|n| d.join(format!("{n}.tlog-proof")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| d.join("0.tlog-proof"))
+}
+
+fn print_verdict(store_path: &str, v: &Verdict) -> i32 {
+    let code = match &v.outcome {
+        Ok(a) => {
+            println!(
+                "ACCEPT {store_path}: attested by {} under checkpoint size {}",
+                a.builders
+                    .iter()
+                    .map(|k| k.split(':').next().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a.tree_size
+            );
+            0
+        }
+        Err(e) => {
+            println!("REJECT {store_path}: {e}");
+            if e.is_unreachable() {
+                EXIT_UNREACHABLE
+            } else if e.is_local() {
+                1
+            } else {
+                EXIT_REJECTED
+            }
+        }
+    };
+    for r in &v.reasons {
+        println!(
+            "  step {} {}: {}",
+            r.step,
+            if r.holds { "ok" } else { "FAILS" },
+            r.text
+        );
+    }
+    code
+}
+
+fn run() -> anyhow::Result<i32> {
     match Cli::parse().command {
         Command::Keygen { name, out } => {
             let sk = NixSecretKey::from_seed(&name, &vouch::keyfile::random_seed()?)
@@ -302,7 +461,7 @@ fn run() -> anyhow::Result<()> {
             vouch::keyfile::create(&out, &sk.encode())
                 .context("the key file must not exist yet")?;
             println!("{}", sk.public());
-            Ok(())
+            Ok(0)
         }
         Command::Attest {
             key,
@@ -335,35 +494,74 @@ fn run() -> anyhow::Result<()> {
                 (None, None) => bail!("give a store path or --narinfo FILE"),
             };
             std::io::Write::write_all(&mut std::io::stdout(), &a.encode())?;
-            Ok(())
+            Ok(0)
         }
-        Command::Submit { log, wait, files } => {
+        Command::Submit {
+            log,
+            wait,
+            proofs,
+            json,
+            files,
+        } => {
             let mut body = Vec::new();
+            let mut paths = Vec::new();
             for f in &files {
-                body.extend(
-                    std::fs::read(f)
-                        .with_context(|| format!("reading attestation {}", f.display()))?,
+                let data = std::fs::read(f)
+                    .with_context(|| format!("reading attestation {}", f.display()))?;
+                let a = Attestation::parse(&data)
+                    .with_context(|| format!("{} is not one attestation", f.display()))?;
+                paths.push(a.path.full());
+                body.extend(data);
+            }
+            let client = LogClient::new(http()?, &log);
+            let r = client.submit(&body, wait).map_err(|e| {
+                let code = if e.is_transient() {
+                    EXIT_UNREACHABLE
+                } else {
+                    1
+                };
+                Exit(
+                    code,
+                    format!("the log refused or did not take the submission: {e}"),
+                )
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+                return Ok(0);
+            }
+            for (res, p) in r.entries.iter().zip(&paths) {
+                println!(
+                    "{} {p} {}",
+                    res.index,
+                    if res.duplicate { "duplicate" } else { "new" }
                 );
             }
-            let url = format!(
-                "{}/vouch/v1/submit{}",
-                log.trim_end_matches('/'),
-                if wait { "?wait=1" } else { "" }
-            );
-            match ureq::post(&url)
-                .set("Content-Type", "text/plain")
-                .send_bytes(&body)
-            {
-                Ok(r) => {
-                    println!("{}", r.into_string()?);
-                    Ok(())
+            if wait {
+                match r.covered {
+                    Some(true) => {
+                        let size = r
+                            .entries
+                            .iter()
+                            .find_map(|e| e.proof.as_deref())
+                            .and_then(|p| TlogProof::parse(p.as_bytes()).ok())
+                            .and_then(|p| checkpoint_size(&p.checkpoint))
+                            .unwrap_or(0);
+                        println!("covered by checkpoint {size}");
+                    }
+                    _ => println!("not covered yet (the entries are logged; `vouch proof` fetches proofs later)"),
                 }
-                Err(ureq::Error::Status(code, r)) => bail!(
-                    "log {log} refused the submission ({code}): {}",
-                    r.into_string().unwrap_or_default().trim()
-                ),
-                Err(e) => bail!("cannot reach log {log}: {e}"),
+                if let Some(dir) = proofs {
+                    for (res, p) in r.entries.iter().zip(&paths) {
+                        let Some(text) = &res.proof else { continue };
+                        let hash = &p.rsplit('/').next().unwrap_or(p)[..32];
+                        let f = next_proof_file(&dir, hash);
+                        vouch::atomic::write(&f, text.as_bytes())
+                            .with_context(|| format!("writing {}", f.display()))?;
+                        println!("{}", f.display());
+                    }
+                }
             }
+            Ok(0)
         }
         Command::Verify {
             config,
@@ -375,8 +573,8 @@ fn run() -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", narinfo.display()))?;
             let n = NarInfo::parse(&data)
                 .with_context(|| format!("{} is not a valid narinfo", narinfo.display()))?;
-            let result = if bundle.is_empty() {
-                v.check_narinfo(&n)
+            let verdict = if bundle.is_empty() {
+                v.verdict(&n)
             } else {
                 let mut proofs = Vec::new();
                 for b in &bundle {
@@ -386,23 +584,9 @@ fn run() -> anyhow::Result<()> {
                             .with_context(|| format!("{} is not a tlog-proof", b.display()))?,
                     );
                 }
-                v.check_narinfo_offline(&n, &proofs)
+                v.verdict_offline(&n, &proofs)
             };
-            match result {
-                Ok(a) => {
-                    println!(
-                        "ACCEPT {}: attested by {} under checkpoint size {}",
-                        n.store_path,
-                        a.builders.join(", "),
-                        a.tree_size
-                    );
-                    Ok(())
-                }
-                Err(e) => {
-                    println!("REJECT {}: {e}", n.store_path);
-                    std::process::exit(2);
-                }
-            }
+            Ok(print_verdict(&n.store_path.full(), &verdict))
         }
         Command::Proof { log, out, path } => {
             let hash = path
@@ -416,42 +600,70 @@ fn run() -> anyhow::Result<()> {
                 vouch_spec::nix::store_path::valid_hash_part(&hash),
                 "{path} is not a store path or hash part"
             );
-            let base = log.trim_end_matches('/');
-            let body = ureq::get(&format!("{base}/vouch/v1/lookup/{hash}"))
-                .call()
-                .with_context(|| format!("looking up {hash} in log {log}"))?
-                .into_string()?;
-            let v: serde_json::Value = serde_json::from_str(&body)
-                .with_context(|| format!("log {log} answered a lookup with bad JSON"))?;
-            let dir = out.join(format!("{hash}.vouch"));
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            let client = LogClient::new(http()?, &log);
+            let unreachable = |e: vouch::log_client::FetchError| {
+                let code = if e.is_transient() {
+                    EXIT_UNREACHABLE
+                } else {
+                    1
+                };
+                Exit(code, e.to_string())
+            };
+            let lookup = client.lookup(&hash, false).map_err(unreachable)?;
             anyhow::ensure!(
-                !entries.is_empty(),
+                !lookup.entries.is_empty(),
                 "log {log} has no attestation for {hash}"
             );
-            for (n, e) in entries.iter().enumerate() {
-                let i = e["index"].as_u64().context("lookup entry without index")?;
-                let proof = ureq::get(&format!("{base}/vouch/v1/bundle/{i}"))
-                    .call()
-                    .with_context(|| format!("fetching the proof of entry {i} from {log}"))?
-                    .into_string()?;
+            let dir = out.join(format!("{hash}.vouch"));
+            for (n, e) in lookup.entries.iter().enumerate() {
+                let proof = client.bundle(e.index).map_err(unreachable)?;
                 let f = dir.join(format!("{n}.tlog-proof"));
-                std::fs::write(&f, proof).with_context(|| format!("writing {}", f.display()))?;
+                vouch::atomic::write(&f, &proof)
+                    .with_context(|| format!("writing {}", f.display()))?;
                 println!("{}", f.display());
             }
-            Ok(())
+            Ok(0)
+        }
+        Command::Policy {
+            log_vkey,
+            witnesses,
+            quorum,
+        } => {
+            print!("{}", policy_text(&log_vkey, &witnesses, quorum)?);
+            Ok(0)
         }
         Command::Substituter {
             config,
             upstream,
             listen,
             bundles,
+            mode,
+            decision_cache_secs,
         } => {
-            let v = Verifier::new(load_config(&config)?)?;
-            let mut s = vouch::substituter::Substituter::new(v, upstream);
-            s.bundles = bundles;
-            let s = Arc::new(s);
+            let http = http()?;
+            let (cfg, mut settings) = load_config_with_substituter(&config)?;
+            settings.upstreams.extend(upstream);
+            anyhow::ensure!(
+                !settings.upstreams.is_empty(),
+                "no upstream cache: give --upstream URL or upstreams = [...] in [substituter]"
+            );
+            if let Some(l) = listen {
+                settings.listen = l;
+            }
+            settings.bundles |= bundles;
+            if let Some(m) = mode {
+                settings.mode = m;
+            }
+            if let Some(d) = decision_cache_secs {
+                settings.decision_cache_secs = d;
+            }
+            let listen = settings.listen;
+            let upstreams = settings.upstreams.clone();
+            tracing::info!(mode = ?settings.mode, ?upstreams, "substituter settings");
+            let v = Verifier::with_http(cfg, http.clone())?;
+            let s = Arc::new(cli::substituter::Substituter::new(
+                v, upstreams, http, settings,
+            ));
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -460,16 +672,15 @@ fn run() -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 tracing::info!(addr = %l.local_addr()?, "substituter serving");
+                vouch::serve::notify_ready();
                 vouch::serve::serve(
                     l,
-                    vouch::substituter::router(s),
+                    cli::substituter::router(s),
                     vouch::serve::Limits::default().fit_to_fd_limit(),
-                    async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    },
+                    vouch::serve::shutdown_signal(),
                 )
                 .await;
-                anyhow::Ok(())
+                anyhow::Ok(0)
             })
         }
         Command::Backfill {
@@ -479,6 +690,8 @@ fn run() -> anyhow::Result<()> {
             paths,
             state,
             rate,
+            jobs,
+            attempts,
             batch,
         } => {
             let keys = keys
@@ -489,26 +702,42 @@ fn run() -> anyhow::Result<()> {
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let s = vouch::backfill::Settings {
+            let http = http()?;
+            let client = LogClient::new(http.clone(), &log);
+            let s = cli::backfill::Settings {
                 cache: &cache,
-                log: &log,
+                log: &client,
+                http: &http,
                 keys: &keys,
                 rate,
                 batch,
+                jobs,
+                attempts,
             };
-            let r = vouch::backfill::run(&s, &paths, &state)?;
+            let r = cli::backfill::run(&s, &paths, &state)?;
             println!(
                 "backfilled {} paths: {} attestations submitted, {} missing from {cache}, {} bad signatures",
                 r.paths, r.attestations, r.missing, r.bad_signatures
             );
-            Ok(())
+            if r.left > 0 {
+                return Err(Exit(
+                    EXIT_UNREACHABLE,
+                    format!(
+                        "{} paths left undone ({}); rerun to continue from there",
+                        r.left,
+                        r.stopped_by.unwrap_or_default()
+                    ),
+                )
+                .into());
+            }
+            Ok(0)
         }
         Command::PostBuildHook { key, spool } => {
             if let Err(e) = post_build_hook(&key, &spool) {
                 // Never fail the build.
                 eprintln!("vouch post-build-hook: {e:#} (the build is unaffected)");
             }
-            Ok(())
+            Ok(0)
         }
         Command::Sender {
             log,
@@ -516,25 +745,80 @@ fn run() -> anyhow::Result<()> {
             batch,
             once,
         } => {
-            let left = vouch::spool::run(&log, &spool, batch, once)
+            let client = LogClient::new(http()?, &log);
+            let left = cli::spool::run(&client, &spool, batch, once)
                 .with_context(|| format!("spool {}", spool.display()))?;
             if left > 0 {
-                bail!("{left} attestation(s) still in {} (log {log} unreachable or busy); run again later", spool.display());
+                return Err(Exit(
+                    EXIT_UNREACHABLE,
+                    format!(
+                        "{left} attestation(s) still in {} (log {log} unreachable or busy); run again later",
+                        spool.display()
+                    ),
+                )
+                .into());
             }
-            Ok(())
+            Ok(0)
         }
         Command::ClearFork { config } => {
-            let cfg = load_config(&config)?;
-            let text = std::fs::read(&cfg.policy_file)
-                .with_context(|| format!("reading {}", cfg.policy_file.display()))?;
-            let policy = vouch_spec::policy::Policy::parse(&text)?;
-            let st = vouch::state::StateDir::open(&cfg.state_dir)?;
-            for l in &policy.logs {
-                let origin = vouch_spec::note::NoteVerifier::name(&l.verifier).to_string();
-                st.clear_fork(&origin)?;
-                println!("cleared fork flag for {origin}");
+            let v = Verifier::new(load_config(&config)?)?;
+            let cleared = v.clear_forks()?;
+            for origin in v.origins() {
+                if cleared.contains(&origin) {
+                    println!("cleared the fork record of {origin}: the log is trusted again");
+                } else {
+                    println!("no fork is recorded for {origin}: nothing to clear");
+                }
             }
-            Ok(())
+            Ok(0)
         }
     }
+}
+
+/// The size a signed checkpoint states.
+fn checkpoint_size(note: &[u8]) -> Option<u64> {
+    let n = vouch_spec::note::Note::parse(note).ok()?;
+    vouch_spec::checkpoint::Checkpoint::parse(&n.text)
+        .ok()
+        .map(|c| c.size)
+}
+
+/// A tlog-policy for `log_vkey` and `NAME=VKEY` witnesses, requiring
+/// `quorum` of them (all by default).
+fn policy_text(
+    log_vkey: &str,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> anyhow::Result<String> {
+    vouch_spec::note::Ed25519Verifier::from_vkey(log_vkey)
+        .with_context(|| format!("--log-vkey {log_vkey:?} is not a log verifier key"))?;
+    let mut text = format!("log {log_vkey}\n");
+    let mut names = Vec::new();
+    for w in witnesses {
+        let (name, vkey) = w
+            .split_once('=')
+            .with_context(|| format!("--witness {w:?}: want NAME=VKEY"))?;
+        vouch_spec::cosignature::CosignatureVerifier::from_vkey(vkey)
+            .with_context(|| format!("--witness {name}: {vkey:?} is not a cosigner vkey"))?;
+        text.push_str(&format!("witness {name} {vkey}\n"));
+        names.push(name.to_string());
+    }
+    match (names.len(), quorum) {
+        (0, None | Some(0)) => text.push_str("quorum none\n"),
+        (0, Some(k)) => bail!("--quorum {k} needs at least {k} --witness"),
+        (n, q) => {
+            let k = q.unwrap_or(n);
+            anyhow::ensure!(
+                (1..=n).contains(&k),
+                "--quorum {k}: want 1 to {n} (the number of witnesses)"
+            );
+            text.push_str(&format!(
+                "group witnesses {k} {}\nquorum witnesses\n",
+                names.join(" ")
+            ));
+        }
+    }
+    // What we print must be what clients accept.
+    vouch_spec::policy::Policy::parse(text.as_bytes()).context("the policy does not parse")?;
+    Ok(text)
 }

@@ -163,6 +163,47 @@ pub async fn serve(
     let _ = tokio::time::timeout(limits.grace, slots.acquire_many(all)).await;
 }
 
+/// Tells systemd the service is ready (`Type=notify` units), when it asked
+/// by setting `NOTIFY_SOCKET`; otherwise does nothing. Call once listening.
+pub fn notify_ready() {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = UnixDatagram::unbound().and_then(|sock| {
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+        match bytes.strip_prefix(b"@") {
+            // An abstract socket (Linux).
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                sock.send_to_addr(b"READY=1\n", &addr)
+            }
+            None => sock.send_to(b"READY=1\n", &path),
+        }
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not tell systemd the service is ready");
+    }
+}
+
+/// Completes at SIGINT or SIGTERM: the shutdown every Vouch server uses.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
 /// Why a request body was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {

@@ -1,11 +1,16 @@
-//! The client's durable memory of each log: the latest checkpoint it
-//! verified, replaced only by compare-and-swap under a file lock, and the
-//! fork flag with its evidence, which makes the client refuse the log until
-//! an operator clears it.
+//! The client's durable memory of each log (`spec/PROTOCOL.md` §7): the
+//! latest checkpoint it verified, replaced only by compare-and-swap under
+//! a file lock, and the fork record with its evidence, which makes the
+//! client refuse the log until an operator clears it. Files are named by
+//! the hex SHA-256 of the origin; every write goes through
+//! [`crate::atomic`].
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use vouch_spec::hash::Hash;
+
+use crate::tracker::{CheckpointStore, Fork, Swapped};
 
 /// State-file errors.
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +23,6 @@ pub enum StateError {
         /// The error.
         err: std::io::Error,
     },
-    /// Another process moved the state on between read and write.
-    #[error("client state for {0} changed concurrently; retry")]
-    Conflict(String),
 }
 
 /// Per-log state files under one directory.
@@ -33,6 +35,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |err| StateError::Io {
         path: path.to_path_buf(),
         err,
+    }
+}
+
+fn read_optional(p: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    match std::fs::read(p) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(p)(e)),
     }
 }
 
@@ -64,67 +74,49 @@ impl StateDir {
         Ok(f)
     }
 
-    /// The latest verified checkpoint (signed note bytes), if any.
-    pub fn checkpoint(&self, origin: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let p = self.base(origin).with_extension("checkpoint");
-        match std::fs::read(&p) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    /// Clears the fork record (operator action, after investigation);
+    /// returns whether there was one.
+    pub fn clear_fork(&self, origin: &str) -> Result<bool, StateError> {
+        let p = self.base(origin).with_extension("fork");
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io(&p)(e)),
         }
     }
+}
 
-    /// Replaces the checkpoint with `new` if the stored one is still
-    /// `expected` (durably: write, fsync, rename, fsync the directory).
-    pub fn compare_and_swap(
+impl CheckpointStore for StateDir {
+    type Error = StateError;
+
+    fn kept(&self, origin: &str) -> Result<Option<Vec<u8>>, StateError> {
+        read_optional(&self.base(origin).with_extension("checkpoint"))
+    }
+
+    fn compare_and_swap(
         &self,
         origin: &str,
         expected: Option<&[u8]>,
         new: &[u8],
-    ) -> Result<(), StateError> {
+        _proof: &[Hash],
+    ) -> Result<Swapped, StateError> {
         let _lock = self.lock(origin)?;
-        if self.checkpoint(origin)?.as_deref() != expected {
-            return Err(StateError::Conflict(origin.to_string()));
+        if self.kept(origin)?.as_deref() != expected {
+            return Ok(Swapped::Moved);
         }
         let p = self.base(origin).with_extension("checkpoint");
-        let tmp = p.with_extension("tmp");
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(new)
-            .and_then(|_| f.sync_all())
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &p).map_err(io(&p))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
-        Ok(())
+        crate::atomic::write(&p, new).map_err(io(&p))?;
+        Ok(Swapped::Done)
     }
 
-    /// Fork evidence, if the log was caught forking.
-    pub fn fork(&self, origin: &str) -> Result<Option<String>, StateError> {
-        let p = self.base(origin).with_extension("fork");
-        match std::fs::read_to_string(&p) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&p)(e)),
-        }
+    fn fork(&self, origin: &str) -> Result<Option<String>, StateError> {
+        Ok(read_optional(&self.base(origin).with_extension("fork"))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
-    /// Records fork evidence (both checkpoints, in full).
-    pub fn set_fork(&self, origin: &str, evidence: &str) -> Result<PathBuf, StateError> {
-        let p = self.base(origin).with_extension("fork");
-        let mut f = File::create(&p).map_err(io(&p))?;
-        f.write_all(evidence.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(io(&p))?;
-        Ok(p)
-    }
-
-    /// Clears the fork flag (operator action, after investigation).
-    pub fn clear_fork(&self, origin: &str) -> Result<(), StateError> {
-        let p = self.base(origin).with_extension("fork");
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&p)(e)),
-            _ => Ok(()),
-        }
+    fn record_fork(&self, fork: &Fork, source: &str) -> Result<String, StateError> {
+        let p = self.base(&fork.origin).with_extension("fork");
+        crate::atomic::write(&p, fork.evidence(source).as_bytes()).map_err(io(&p))?;
+        Ok(p.display().to_string())
     }
 }

@@ -1,26 +1,27 @@
-//! The client acceptance rule of `spec/PROTOCOL.md` §7, applied to a
-//! narinfo: checkpoint signed by the log and fresh-cosigned by a witness
-//! quorum, consistent with the last one this client verified (a fork is
-//! recorded and the log refused), entries included under it, and enough
-//! trusted builders agreeing with none disagreeing.
+//! The client acceptance rule of `spec/PROTOCOL.md` §7 as an IO shell
+//! around the pure `vouch_spec::accept`: fetch (the checkpoint, the
+//! consistency proof from the kept one, the entries and their inclusion
+//! proofs), decide, then persist (advance the kept checkpoint by
+//! compare-and-swap, or record a fork) through the [`Tracker`].
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Mutex;
 
 use serde::Deserialize;
+use vouch_spec::accept::{self, Candidate, Clock, Inclusion, Kept, Reason, Rule, Shown};
 use vouch_spec::attestation::Entry;
 use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::nix::{NarInfo, NixPublicKey};
-use vouch_spec::note::Note;
-use vouch_spec::policy::{Policy, PolicyCheckpoint};
+use vouch_spec::policy::{CheckpointCache, Policy, PolicyCheckpoint};
 use vouch_spec::tlog_proof::TlogProof;
-use vouch_spec::{consistency, inclusion};
 
-use crate::fetch::{self, FetchError};
+use crate::http::HttpClient;
+use crate::log_client::{FetchError, LogClient};
 use crate::state::{StateDir, StateError};
+use crate::tiles::{Fetched, TileCache};
+use crate::tracker::{Tracker, TrackerError};
 
-/// What a client trusts, as TOML.
+/// What a client trusts, as TOML (the README's "Client configuration").
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
@@ -61,7 +62,8 @@ fn state_dir() -> PathBuf {
     PathBuf::from("vouch-client-state")
 }
 
-/// Why a narinfo was not accepted. Each names what was wrong and where.
+/// Why a narinfo was not accepted: the rule's reason (§7), or the IO that
+/// kept the client from deciding. Each names what was wrong and where.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     /// The log was caught forking earlier; an operator must clear it.
@@ -124,7 +126,7 @@ pub enum Rejection {
         msg: String,
     },
     /// Not enough trusted builders attested this NAR.
-    #[error("{path}: {agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}])")]
+    #[error("{agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}])")]
     TooFewBuilders {
         /// Store path.
         path: String,
@@ -138,9 +140,7 @@ pub enum Rejection {
         names: String,
     },
     /// A trusted builder attested something else for this path.
-    #[error(
-        "{path}: trusted builder(s) [{names}] attest a different NAR than the narinfo's {nar_hash}"
-    )]
+    #[error("trusted builder(s) [{names}] attest a different NAR than the narinfo's {nar_hash}")]
     Disagreement {
         /// Store path.
         path: String,
@@ -152,6 +152,9 @@ pub enum Rejection {
     /// Local state could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The kept checkpoint is damaged.
+    #[error("client state: {0}")]
+    Corrupt(String),
 }
 
 impl Rejection {
@@ -167,44 +170,99 @@ impl Rejection {
             Rejection::BadEntry { .. } => "bad_entry",
             Rejection::TooFewBuilders { .. } => "too_few_builders",
             Rejection::Disagreement { .. } => "disagreement",
-            Rejection::State(_) => "state_error",
+            Rejection::State(_) | Rejection::Corrupt(_) => "state_error",
         }
+    }
+
+    /// Whether the decision could not be made because the log (or its
+    /// proofs) could not be read, as opposed to a verdict on the path.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Rejection::Fetch(_))
+    }
+
+    /// Whether the client's own state failed.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Rejection::State(_) | Rejection::Corrupt(_))
     }
 }
 
 /// An accepted narinfo: who vouched for it, under which checkpoint.
 #[derive(Clone, Debug)]
 pub struct Acceptance {
-    /// The agreeing trusted builders (key names).
+    /// The agreeing trusted builders (Nix public keys).
     pub builders: Vec<String>,
     /// The checkpoint size it was verified under.
     pub tree_size: u64,
 }
 
+/// A decision with every reason the rule gave (empty when IO failed before
+/// the rule could run).
+#[derive(Debug)]
+pub struct Verdict {
+    /// Accepted, or why not.
+    pub outcome: Result<Acceptance, Rejection>,
+    /// Every finding, in §7's step order.
+    pub reasons: Vec<Reason>,
+}
+
+impl Verdict {
+    fn failed(e: Rejection) -> Verdict {
+        Verdict {
+            outcome: Err(e),
+            reasons: Vec::new(),
+        }
+    }
+}
+
+/// Why a verifier could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The policy file could not be read.
+    #[error("reading policy file {path}: {err}")]
+    PolicyFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// The policy file does not parse.
+    #[error("policy file {path}: {err}")]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        err: vouch_spec::policy::PolicyError,
+    },
+    /// The policy names no log.
+    #[error("policy file {0} names no log (add a `log <vkey>` line; `vouch policy` writes one)")]
+    NoLog(PathBuf),
+    /// A trusted builder key does not parse.
+    #[error("trusted_builders: {key:?}: {err}")]
+    Key {
+        /// The key as written.
+        key: String,
+        /// What is wrong.
+        err: vouch_spec::nix::key::NixKeyError,
+    },
+    /// `required_builders` is 0.
+    #[error("required_builders must be at least 1")]
+    Required,
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The HTTP client cannot be built (trust roots).
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+}
+
 /// A configured verifier.
 pub struct Verifier {
     cfg: ClientConfig,
-    policy: Policy,
-    trusted: Vec<NixPublicKey>,
-    state: StateDir,
-    agent: ureq::Agent,
-    /// The checkpoint this process accepted last (bytes and verification),
-    /// so the same bytes served again cost no signature check.
-    last: std::sync::Mutex<Option<(Vec<u8>, PolicyCheckpoint)>>,
-}
-
-#[derive(Deserialize)]
-struct LookupEntry {
-    index: u64,
-    entry: String,
-    /// A tlog-proof under the log's served checkpoint (`?proof=1`).
-    #[serde(default)]
-    proof: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Lookup {
-    entries: Vec<LookupEntry>,
+    rule: Rule,
+    tracker: Tracker<StateDir>,
+    log: LogClient,
+    /// Checkpoints whose signatures verified under the policy.
+    cache: Mutex<CheckpointCache>,
 }
 
 fn now() -> u64 {
@@ -215,40 +273,52 @@ fn now() -> u64 {
 }
 
 impl Verifier {
+    /// Builds a verifier with the process's HTTP client (trust roots and
+    /// proxies from the environment).
+    pub fn new(cfg: ClientConfig) -> Result<Verifier, ConfigError> {
+        Verifier::with_http(cfg, HttpClient::from_env()?)
+    }
+
     /// Builds a verifier, reading the policy file and opening the state directory.
-    pub fn new(cfg: ClientConfig) -> anyhow::Result<Verifier> {
-        let text = std::fs::read(&cfg.policy_file).map_err(|e| {
-            anyhow::anyhow!("reading policy file {}: {e}", cfg.policy_file.display())
+    pub fn with_http(cfg: ClientConfig, http: HttpClient) -> Result<Verifier, ConfigError> {
+        let path = cfg.policy_file.clone();
+        let text = std::fs::read(&path).map_err(|err| ConfigError::PolicyFile {
+            path: path.clone(),
+            err,
         })?;
-        let policy = Policy::parse(&text)
-            .map_err(|e| anyhow::anyhow!("policy file {}: {e}", cfg.policy_file.display()))?;
-        anyhow::ensure!(
-            !policy.logs.is_empty(),
-            "policy file {} names no log (add a `log <vkey>` line)",
-            cfg.policy_file.display()
-        );
+        let policy = Policy::parse(&text).map_err(|err| ConfigError::Policy {
+            path: path.clone(),
+            err,
+        })?;
+        if policy.logs.is_empty() {
+            return Err(ConfigError::NoLog(path));
+        }
         let trusted = cfg
             .trusted_builders
             .iter()
             .map(|k| {
-                NixPublicKey::parse(k).map_err(|e| anyhow::anyhow!("trusted_builders: {k:?}: {e}"))
+                NixPublicKey::parse(k).map_err(|err| ConfigError::Key {
+                    key: k.clone(),
+                    err,
+                })
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        anyhow::ensure!(
-            cfg.required_builders >= 1,
-            "required_builders must be at least 1"
-        );
+            .collect::<Result<Vec<_>, _>>()?;
+        if cfg.required_builders < 1 {
+            return Err(ConfigError::Required);
+        }
         let state = StateDir::open(&cfg.state_dir)?;
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(30))
-            .build();
         Ok(Verifier {
+            rule: Rule {
+                policy,
+                trusted,
+                required: cfg.required_builders,
+                reject_disagreement: cfg.reject_disagreement,
+                max_age_secs: cfg.max_checkpoint_age_secs,
+            },
+            tracker: Tracker::new(state),
+            log: LogClient::new(http, &cfg.log_url),
+            cache: Mutex::new(CheckpointCache::default()),
             cfg,
-            policy,
-            trusted,
-            state,
-            agent,
-            last: std::sync::Mutex::new(None),
         })
     }
 
@@ -257,362 +327,406 @@ impl Verifier {
         &self.cfg
     }
 
-    /// Fetches and verifies the log's checkpoint (signature, fresh quorum,
-    /// consistency with the stored one), advancing the stored one.
-    pub fn checkpoint(&self) -> Result<PolicyCheckpoint, Rejection> {
-        let url = format!("{}/checkpoint", self.cfg.log_url.trim_end_matches('/'));
-        let bytes = fetch::get(&self.agent, &url, 1 << 20)?;
-        self.accept_checkpoint(&bytes, &url)
+    /// The log client.
+    pub fn log(&self) -> &LogClient {
+        &self.log
     }
 
-    /// Verifies checkpoint bytes the log served at `url` (signature, fresh
-    /// quorum, consistency with the stored one), advancing the stored one.
-    /// Bytes equal to the last accepted ones, while they are still the
-    /// stored checkpoint, skip the signature and consistency checks (which
-    /// would give the same answer) but not freshness or the fork flag.
-    fn accept_checkpoint(&self, bytes: &[u8], url: &str) -> Result<PolicyCheckpoint, Rejection> {
-        let remembered = self.last.lock().ok().and_then(|l| {
-            l.as_ref()
-                .filter(|(b, _)| b == bytes)
-                .map(|(_, cp)| cp.clone())
-        });
-        if let Some(cp) = remembered {
-            let origin = &cp.checkpoint.origin;
-            if self.state.fork(origin)?.is_none()
-                && self.state.checkpoint(origin)?.as_deref() == Some(bytes)
-            {
-                self.check_fresh(&cp)?;
-                return Ok(cp);
-            }
-        }
+    fn kept(&self, origin: &str) -> Result<Kept, Rejection> {
+        self.tracker.kept(origin).map_err(tracker_error)
+    }
+
+    /// Steps 1–4 on checkpoint bytes shown at `url`: signature, quorum,
+    /// freshness, consistency with the kept one (fetching the proof), then
+    /// persisting what they say.
+    fn shown_checkpoint(&self, bytes: Vec<u8>) -> Result<(Kept, Shown), Rejection> {
+        let url = self.log.url().checkpoint();
+        // Verify the signatures before fetching anything the checkpoint
+        // asks for (the proof's sizes come from it).
         let cp = self
-            .policy
-            .verify_checkpoint(bytes)
+            .cache
+            .lock()
+            .map_err(|_| Rejection::Corrupt("checkpoint cache lock poisoned".into()))?
+            .verify(&self.rule.policy, &bytes)
             .map_err(|e| Rejection::Checkpoint {
-                url: url.to_string(),
+                url: url.clone(),
                 msg: e.to_string(),
             })?;
-        let origin = cp.checkpoint.origin.clone();
-        if let Some(evidence) = self.state.fork(&origin)? {
-            let _ = evidence;
-            return Err(Rejection::Refused {
+        let kept = self.kept(&cp.checkpoint.origin)?;
+        let proof = if kept.forked {
+            Vec::new()
+        } else {
+            self.tracker.proof(&kept, &cp.checkpoint, &self.log)?
+        };
+        Ok((
+            kept,
+            Shown {
+                checkpoint: Some(bytes),
+                consistency: Some(proof),
+                entries: Vec::new(),
+            },
+        ))
+    }
+
+    /// Runs the rule and persists what it says to keep.
+    fn decide(
+        &self,
+        kept: &Kept,
+        shown: &Shown,
+        narinfo: Option<&NarInfo>,
+        clock: Clock,
+    ) -> Verdict {
+        let mut cache = match self.cache.lock() {
+            Ok(c) => c,
+            Err(_) => {
+                return Verdict::failed(Rejection::Corrupt("checkpoint cache lock poisoned".into()))
+            }
+        };
+        let (outcome, reasons, keep, origin) = match narinfo {
+            Some(n) => {
+                let d = accept::accept(&self.rule, kept, shown, n, clock, &mut cache);
+                let origin = origin_of(kept, shown);
+                (
+                    d.outcome.map(|a| (Some(a), None)),
+                    d.reasons,
+                    d.keep,
+                    origin,
+                )
+            }
+            None => {
+                let d = accept::check_log(&self.rule, kept, shown, clock, &mut cache);
+                let origin = origin_of(kept, shown);
+                (
+                    d.outcome.map(|cp| (None, Some(cp))),
+                    d.reasons,
+                    d.keep,
+                    origin,
+                )
+            }
+        };
+        drop(cache);
+        let proof = shown.consistency.as_deref().unwrap_or_default();
+        let evidence =
+            match self
+                .tracker
+                .persist(&origin, kept, &keep, proof, self.log.url().base())
+            {
+                Ok(e) => e,
+                Err(e) => return Verdict::failed(tracker_error(e)),
+            };
+        let outcome = match outcome {
+            Ok((Some(a), _)) => Ok(Acceptance {
+                builders: a.builders,
+                tree_size: a.tree_size,
+            }),
+            Ok((None, Some(cp))) => Ok(Acceptance {
+                builders: Vec::new(),
+                tree_size: cp.checkpoint.size,
+            }),
+            Ok((None, None)) => Err(Rejection::Corrupt("no outcome".into())),
+            Err(r) => Err(self.rejection(r, evidence)),
+        };
+        Verdict { outcome, reasons }
+    }
+
+    fn rejection(&self, r: accept::Rejection, evidence: Option<String>) -> Rejection {
+        use accept::Rejection as R;
+        match r {
+            R::Refused { origin } => Rejection::Refused {
                 origin,
                 evidence: "the state directory's .fork file".into(),
-            });
-        }
-        self.check_fresh(&cp)?;
-        self.check_consistency(&origin, &cp, bytes)?;
-        if let Ok(mut l) = self.last.lock() {
-            *l = Some((bytes.to_vec(), cp.clone()));
-        }
-        Ok(cp)
-    }
-
-    /// Freshness: the quorum must hold with recent cosignatures only.
-    fn check_fresh(&self, cp: &PolicyCheckpoint) -> Result<(), Rejection> {
-        if self.policy.quorum != vouch_spec::policy::Rule::None {
-            let now = now();
-            let fresh: BTreeSet<usize> = cp
-                .timestamps
-                .iter()
-                .filter(|(_, t)| {
-                    *t <= now + 600 && now.saturating_sub(*t) <= self.cfg.max_checkpoint_age_secs
-                })
-                .map(|(w, _)| *w)
-                .collect();
-            if !self.policy.quorum.satisfied(&fresh) {
-                return Err(Rejection::Stale {
-                    size: cp.checkpoint.size,
-                    max_age: self.cfg.max_checkpoint_age_secs,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn check_consistency(
-        &self,
-        origin: &str,
-        cp: &PolicyCheckpoint,
-        bytes: &[u8],
-    ) -> Result<(), Rejection> {
-        let stored = self.state.checkpoint(origin)?;
-        let old = match &stored {
-            None => None,
-            Some(b) => Note::parse(b)
-                .ok()
-                .and_then(|n| Checkpoint::parse(&n.text).ok()),
-        };
-        let new = &cp.checkpoint;
-        // Fetch failures are "unreachable", not forks: only a proof that
-        // fails to verify (or two roots for one size) is evidence.
-        let result = match &old {
-            None => Ok(()),
-            Some(o) if o.size == new.size => {
-                if o.root == new.root {
-                    Ok(())
-                } else {
-                    Err(format!("two roots for size {}", o.size))
-                }
-            }
-            Some(o) if o.size == 0 || new.size == 0 => Ok(()),
-            Some(o) if o.size < new.size => {
-                let p = fetch::consistency_proof(&self.agent, &self.cfg.log_url, o.size, new.size)?;
-                consistency::verify(o.size, new.size, &p, &o.root, &new.root)
-                    .map_err(|e| e.to_string())
-            }
-            Some(o) => {
-                let p = fetch::consistency_proof(&self.agent, &self.cfg.log_url, new.size, o.size)?;
-                consistency::verify(new.size, o.size, &p, &new.root, &o.root)
-                    .map_err(|e| e.to_string())
-            }
-        };
-        if let Err(why) = result {
-            let evidence = format!(
-                "Checkpoint seen before:\n{}\nCheckpoint now served by {}:\n{}\nFailure: {why}\n",
-                String::from_utf8_lossy(stored.as_deref().unwrap_or_default()),
-                self.cfg.log_url,
-                String::from_utf8_lossy(bytes)
-            );
-            let path = self.state.set_fork(origin, &evidence)?;
-            tracing::error!(%origin, %why, "SECURITY: log fork detected");
-            return Err(Rejection::Fork {
-                origin: origin.to_string(),
-                old_size: old.map_or(0, |o| o.size),
-                new_size: new.size,
+            },
+            R::NoCheckpoint => Rejection::Checkpoint {
+                url: self.log.url().checkpoint(),
+                msg: "no checkpoint was shown".into(),
+            },
+            R::Checkpoint(msg) => Rejection::Checkpoint {
+                url: self.log.url().checkpoint(),
+                msg,
+            },
+            R::Stale { size, max_age } => Rejection::Stale { size, max_age },
+            R::Fork {
+                origin,
+                old_size,
+                new_size,
                 why,
-                evidence: path.display().to_string(),
-            });
+            } => Rejection::Fork {
+                origin,
+                old_size,
+                new_size,
+                why: why.to_string(),
+                evidence: evidence.unwrap_or_else(|| "(not recorded)".into()),
+            },
+            R::Rollback {
+                origin,
+                seen,
+                served,
+            } => Rejection::Rollback {
+                origin,
+                seen,
+                served,
+            },
+            R::BadEntry { index, msg } => Rejection::BadEntry { index, msg },
+            R::TooFewBuilders {
+                path,
+                nar_hash,
+                agreeing,
+                required,
+                names,
+            } => Rejection::TooFewBuilders {
+                path,
+                nar_hash,
+                agreeing,
+                required,
+                names,
+            },
+            R::Disagreement {
+                path,
+                nar_hash,
+                names,
+            } => Rejection::Disagreement {
+                path,
+                nar_hash,
+                names,
+            },
         }
-        if let Some(o) = old.as_ref().filter(|o| new.size < o.size) {
-            // Consistent, but older than what this client has seen: a log (or
-            // a cache in front of it) hiding newer entries.
-            return Err(Rejection::Rollback {
-                origin: origin.to_string(),
-                seen: o.size,
-                served: new.size,
-            });
-        }
-        if old.as_ref().is_none_or(|o| new.size > o.size) {
-            // Compare-and-swap: a concurrent client that moved it further is fine.
-            match self
-                .state
-                .compare_and_swap(origin, stored.as_deref(), bytes)
-            {
-                Ok(()) | Err(StateError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+    }
+
+    /// Fetches and verifies the log's checkpoint (signature, fresh quorum,
+    /// consistency with the kept one), advancing the kept one.
+    pub fn checkpoint(&self) -> Result<PolicyCheckpoint, Rejection> {
+        let bytes = self.log.checkpoint()?;
+        let (kept, shown) = self.shown_checkpoint(bytes.clone())?;
+        self.decide(&kept, &shown, None, Clock::Now(now()))
+            .outcome?;
+        self.cache
+            .lock()
+            .map_err(|_| Rejection::Corrupt("checkpoint cache lock poisoned".into()))?
+            .verify(&self.rule.policy, &bytes)
+            .map_err(|e| Rejection::Checkpoint {
+                url: self.log.url().checkpoint(),
+                msg: e.to_string(),
+            })
     }
 
     /// Applies the acceptance rule to a narinfo.
+    pub fn check_narinfo(&self, narinfo: &NarInfo) -> Result<Acceptance, Rejection> {
+        self.verdict(narinfo).outcome
+    }
+
+    /// [`Verifier::check_narinfo`] with every reason.
     ///
     /// One round trip when the log answers lookups with tlog-proofs
-    /// (`?proof=1`, `spec/PROTOCOL.md` §5.3): each proof's checkpoint goes
-    /// through the same checks as `/checkpoint` (signature, fresh quorum,
-    /// consistency with the stored one) and its inclusion proof is verified
-    /// against it. An entry without a proof is proven from the log's tiles
-    /// instead (full tiles cached on disk once a proof from them verified).
-    pub fn check_narinfo(&self, narinfo: &NarInfo) -> Result<Acceptance, Rejection> {
-        let url = format!(
-            "{}/vouch/v1/lookup/{}{}",
-            self.cfg.log_url.trim_end_matches('/'),
-            narinfo.store_path.hash_part(),
-            if self.cfg.lookup_proofs {
-                "?proof=1"
-            } else {
-                ""
-            }
-        );
-        let body = fetch::get(&self.agent, &url, 64 << 20)?;
-        let lookup: Lookup = serde_json::from_slice(&body).map_err(|e| FetchError::Invalid {
-            url: url.clone(),
-            msg: e.to_string(),
-        })?;
-        let mut included = Vec::new();
-        let mut tiled: Option<PolicyCheckpoint> = None;
-        let mut size = 0;
-        for le in &lookup.entries {
-            let entry = Entry::decode(le.entry.as_bytes()).map_err(|e| Rejection::BadEntry {
-                index: le.index,
-                msg: e.to_string(),
-            })?;
-            if !self.trusted.contains(&entry.key) {
-                continue;
-            }
-            if let Some(text) = &le.proof {
-                let bad = |msg: String| Rejection::BadEntry {
-                    index: le.index,
-                    msg: format!("tlog-proof in the lookup answer: {msg}"),
-                };
-                let p = TlogProof::parse(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
-                if p.index != le.index || p.extra.as_deref() != Some(le.entry.as_bytes()) {
-                    return Err(bad("it proves a different entry or index".into()));
+    /// (`?proof=1`, `spec/PROTOCOL.md` §5.3): their checkpoint is the one
+    /// shown. Otherwise the served `/checkpoint` is, and each trusted
+    /// entry's inclusion is proven from the log's tiles (full tiles cached
+    /// on disk once a proof from them verified).
+    pub fn verdict(&self, narinfo: &NarInfo) -> Verdict {
+        match self.gather(narinfo) {
+            Ok((kept, shown, fetched)) => {
+                let v = self.decide(&kept, &shown, Some(narinfo), Clock::Now(now()));
+                // Every inclusion proof held unless an entry was bad.
+                if !matches!(v.outcome, Err(Rejection::BadEntry { .. })) {
+                    let cache = self.tile_cache(&kept, &shown);
+                    for f in fetched {
+                        f.verified(cache.as_ref());
+                    }
                 }
-                let cp = self.accept_checkpoint(&p.checkpoint, &url)?;
-                if le.index >= cp.checkpoint.size {
-                    return Err(bad(format!(
-                        "index beyond its checkpoint of size {}",
-                        cp.checkpoint.size
-                    )));
-                }
-                p.verify_inclusion(&entry.leaf_hash(), &cp.checkpoint)
-                    .map_err(|e| bad(e.to_string()))?;
-                size = size.max(cp.checkpoint.size);
-                included.push((le.index, entry));
-                continue;
+                v
             }
-            let cp = match &tiled {
-                Some(cp) => cp.clone(),
-                None => tiled.insert(self.checkpoint()?).clone(),
-            };
-            let size_t = cp.checkpoint.size;
-            size = size.max(size_t);
-            if le.index >= size_t {
-                continue;
-            }
-            // Included under the verified checkpoint.
-            let cache = fetch::TileCache::new(self.cfg.state_dir.join("tiles").join(
-                vouch_spec::hex::encode(&vouch_spec::hash::sha256(cp.checkpoint.origin.as_bytes())),
-            ));
-            let (proof, tiles) = fetch::inclusion_proof(
-                &self.agent,
-                &self.cfg.log_url,
-                le.index,
-                size_t,
-                Some(&cache),
-            )?;
-            inclusion::verify(
-                le.index,
-                size_t,
-                &entry.leaf_hash(),
-                &proof,
-                &cp.checkpoint.root,
+            Err(e) => Verdict::failed(e),
+        }
+    }
+
+    fn tile_cache(&self, kept: &Kept, shown: &Shown) -> Option<TileCache> {
+        let origin = origin_of(kept, shown);
+        (!origin.is_empty()).then(|| {
+            TileCache::new(
+                self.cfg
+                    .state_dir
+                    .join("tiles")
+                    .join(vouch_spec::hex::encode(&vouch_spec::hash::sha256(
+                        origin.as_bytes(),
+                    ))),
             )
-            .map_err(|e| Rejection::BadEntry {
-                index: le.index,
-                msg: e.to_string(),
-            })?;
-            tiles.verified(Some(&cache));
-            included.push((le.index, entry));
+        })
+    }
+
+    /// Fetches what the rule needs for `narinfo`.
+    fn gather(&self, narinfo: &NarInfo) -> Result<(Kept, Shown, Vec<Fetched>), Rejection> {
+        let hash = narinfo.store_path.hash_part();
+        let lookup = self.log.lookup(hash, self.cfg.lookup_proofs)?;
+        let lookup_url = self.log.url().lookup(hash, self.cfg.lookup_proofs);
+        let mut proofs = Vec::new();
+        for le in &lookup.entries {
+            let proof =
+                match &le.proof {
+                    Some(text) => Some(TlogProof::parse(text.as_bytes()).map_err(|e| {
+                        Rejection::BadEntry {
+                            index: le.index,
+                            msg: format!("tlog-proof in the lookup answer: {e}"),
+                        }
+                    })?),
+                    None => None,
+                };
+            proofs.push(proof);
         }
-        if included.is_empty() {
-            // Nothing to prove; still require a good checkpoint from the log.
-            size = match tiled {
-                Some(cp) => cp.checkpoint.size,
-                None => self.checkpoint()?.checkpoint.size,
+        // The checkpoint shown: the lookup proofs' (an honest log answers
+        // under one), else the served one.
+        let shown_bytes = match proofs.iter().flatten().next() {
+            Some(p) => p.checkpoint.clone(),
+            None => self.log.checkpoint()?,
+        };
+        let (kept, mut shown) = self.shown_checkpoint(shown_bytes.clone())?;
+        let size = Checkpoint::parse(
+            &vouch_spec::note::Note::parse(&shown_bytes)
+                .map_err(|e| FetchError::invalid(&lookup_url, e))?
+                .text,
+        )
+        .map_err(|e| FetchError::invalid(&lookup_url, e))?
+        .size;
+        let tiles = self.tile_cache(&kept, &shown);
+        let mut fetched = Vec::new();
+        for (le, proof) in lookup.entries.iter().zip(proofs) {
+            let trusted = Entry::decode(le.entry.as_bytes())
+                .map(|e| self.rule.trusted.contains(&e.key))
+                .unwrap_or(true);
+            let inclusion = match proof {
+                Some(p) if p.checkpoint == shown_bytes => Inclusion::InShown(p.proof),
+                Some(p) => Inclusion::Bundle {
+                    checkpoint: p.checkpoint,
+                    proof: p.proof,
+                    to_shown: None,
+                },
+                // Only trusted entries count: prove only those.
+                None if !trusted || le.index >= size => Inclusion::None,
+                None => {
+                    let (proof, f) = self.log.inclusion_proof(le.index, size, tiles.as_ref())?;
+                    fetched.push(f);
+                    Inclusion::InShown(proof)
+                }
             };
+            shown.entries.push(Candidate {
+                index: le.index,
+                entry: le.entry.clone().into_bytes(),
+                inclusion,
+            });
         }
-        self.decide(narinfo, included, size)
+        Ok((kept, shown, fetched))
     }
 
     /// Applies the rule to a narinfo using tlog-proof bundles alone (no
-    /// network): each must carry its entry in `extra`, be included under a
-    /// checkpoint signed by the log and cosigned by the witness quorum.
-    /// Freshness and consistency with the stored checkpoint cannot be
-    /// checked offline (`spec/PROTOCOL.md` §7, step 4).
+    /// network): each must carry its entry in `extra` and be included under
+    /// a checkpoint signed by the log and cosigned by the witness quorum.
+    /// Freshness and consistency with the kept checkpoint cannot be checked
+    /// offline (`spec/PROTOCOL.md` §7, step 4).
     pub fn check_narinfo_offline(
         &self,
         narinfo: &NarInfo,
         bundles: &[TlogProof],
     ) -> Result<Acceptance, Rejection> {
-        let mut included = Vec::new();
-        let mut size = 0;
-        for (i, b) in bundles.iter().enumerate() {
-            let bad = |msg: String| Rejection::BadEntry {
-                index: b.index,
-                msg: format!("tlog-proof {i}: {msg}"),
-            };
-            let extra = b
-                .extra
-                .as_deref()
-                .ok_or_else(|| bad("no entry in the extra line".into()))?;
-            let entry = Entry::decode(extra).map_err(|e| bad(e.to_string()))?;
-            let cp = b
-                .verify(&entry.leaf_hash(), &self.policy)
-                .map_err(|e| bad(e.to_string()))?;
-            if let Some(_evidence) = self.state.fork(&cp.checkpoint.origin)? {
-                return Err(Rejection::Refused {
-                    origin: cp.checkpoint.origin,
-                    evidence: "the state directory's .fork file".into(),
-                });
-            }
-            size = size.max(cp.checkpoint.size);
-            if self.trusted.contains(&entry.key) {
-                included.push((b.index, entry));
-            }
-        }
-        self.decide(narinfo, included, size)
+        self.verdict_offline(narinfo, bundles).outcome
     }
 
-    /// Steps 6 and 7 over entries already proven included.
-    fn decide(
-        &self,
-        narinfo: &NarInfo,
-        included: Vec<(u64, Entry)>,
-        size: u64,
-    ) -> Result<Acceptance, Rejection> {
-        let mut agreeing: BTreeSet<String> = BTreeSet::new();
-        let mut disagreeing: BTreeSet<String> = BTreeSet::new();
-        for (index, entry) in included {
-            if entry.path != narinfo.store_path {
-                return Err(Rejection::BadEntry {
-                    index,
-                    msg: format!("entry is for {}, not {}", entry.path, narinfo.store_path),
+    /// [`Verifier::check_narinfo_offline`] with every reason.
+    pub fn verdict_offline(&self, narinfo: &NarInfo, bundles: &[TlogProof]) -> Verdict {
+        let mut shown = Shown::default();
+        for (i, b) in bundles.iter().enumerate() {
+            let Some(extra) = &b.extra else {
+                return Verdict::failed(Rejection::BadEntry {
+                    index: b.index,
+                    msg: format!("tlog-proof {i}: no entry in the extra line"),
                 });
-            }
-            let matches = entry.matches_narinfo(narinfo).is_ok();
-            let refs = if matches {
-                Some(narinfo.references.as_slice())
-            } else {
-                None
             };
-            match entry.verify(refs) {
-                Ok(()) => {}
-                // A digest-form entry that does not match cannot be checked
-                // with the narinfo's references; it still disagrees.
-                Err(vouch_spec::attestation::AttestationError::DigestForm) => {}
-                Err(e) => {
-                    return Err(Rejection::BadEntry {
-                        index,
-                        msg: e.to_string(),
-                    })
-                }
-            }
-            if matches {
-                agreeing.insert(entry.key.to_string());
-            } else {
-                disagreeing.insert(entry.key.to_string());
-            }
+            shown.entries.push(Candidate {
+                index: b.index,
+                entry: extra.clone(),
+                inclusion: Inclusion::Bundle {
+                    checkpoint: b.checkpoint.clone(),
+                    proof: b.proof.clone(),
+                    to_shown: None,
+                },
+            });
         }
-        let nar_hash = vouch_spec::nix::narinfo::format_sha256(&narinfo.nar_hash);
-        let path = narinfo.store_path.full();
-        let names = |s: &BTreeSet<String>| {
-            s.iter()
-                .map(|k| k.split(':').next().unwrap_or_default().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+        let origin = bundles
+            .iter()
+            .find_map(|b| accept::origin(&b.checkpoint))
+            .unwrap_or_default();
+        let kept = if origin.is_empty() {
+            Kept::default()
+        } else {
+            match self.kept(&origin) {
+                Ok(k) => k,
+                Err(e) => return Verdict::failed(e),
+            }
         };
-        if self.cfg.reject_disagreement && !disagreeing.is_empty() {
-            return Err(Rejection::Disagreement {
-                path,
-                nar_hash,
-                names: names(&disagreeing),
-            });
+        // Offline nothing is advanced: only the fork flag is read.
+        let kept = Kept {
+            checkpoint: None,
+            ..kept
+        };
+        let mut v = self.decide(&kept, &shown, Some(narinfo), Clock::Offline);
+        if let Err(Rejection::Refused { origin: o, .. }) = &mut v.outcome {
+            if o.is_empty() {
+                o.clone_from(&origin);
+            }
         }
-        if agreeing.len() < self.cfg.required_builders {
-            return Err(Rejection::TooFewBuilders {
-                path,
-                nar_hash,
-                agreeing: agreeing.len(),
-                required: self.cfg.required_builders,
-                names: names(&agreeing),
-            });
+        v
+    }
+
+    /// Clears the fork record of every log in the policy; returns the
+    /// origins that had one.
+    pub fn clear_forks(&self) -> Result<Vec<String>, StateError> {
+        let mut cleared = Vec::new();
+        for l in &self.rule.policy.logs {
+            let origin = vouch_spec::note::NoteVerifier::name(&l.verifier).to_string();
+            if self.tracker.store().clear_fork(&origin)? {
+                cleared.push(origin);
+            }
         }
-        Ok(Acceptance {
-            builders: agreeing.into_iter().collect(),
-            tree_size: size,
+        Ok(cleared)
+    }
+
+    /// The origins of the policy's logs.
+    pub fn origins(&self) -> Vec<String> {
+        self.rule
+            .policy
+            .logs
+            .iter()
+            .map(|l| vouch_spec::note::NoteVerifier::name(&l.verifier).to_string())
+            .collect()
+    }
+}
+
+fn origin_of(kept: &Kept, shown: &Shown) -> String {
+    shown
+        .checkpoint
+        .as_deref()
+        .and_then(accept::origin)
+        .or_else(|| kept.checkpoint.as_ref().map(|(_, c)| c.origin.clone()))
+        .or_else(|| {
+            shown.entries.iter().find_map(|c| match &c.inclusion {
+                Inclusion::Bundle { checkpoint, .. } => accept::origin(checkpoint),
+                _ => None,
+            })
         })
+        .unwrap_or_default()
+}
+
+fn tracker_error(e: TrackerError<StateError>) -> Rejection {
+    match e {
+        TrackerError::Store(s) => Rejection::State(s),
+        TrackerError::Fetch(f) => Rejection::Fetch(f),
+        TrackerError::Refused { origin, evidence } => Rejection::Refused { origin, evidence },
+        TrackerError::Corrupt { origin, msg } => {
+            Rejection::Corrupt(format!("kept checkpoint of {origin}: {msg}"))
+        }
+        TrackerError::Fork(f) => Rejection::Fork {
+            origin: f.origin.clone(),
+            old_size: f.old_size,
+            new_size: f.new_size,
+            why: f.why.to_string(),
+            evidence: "(not recorded)".into(),
+        },
     }
 }

@@ -10,8 +10,9 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The log's origin (checkpoint first line and key name).
-    pub origin: String,
+    /// The log's origin (checkpoint first line and key name). Unset: the
+    /// key's name, or `vouch.localhost/log` for a key made on first start.
+    pub origin: Option<String>,
     /// Where RocksDB and the generated key live.
     pub data_dir: PathBuf,
     /// Address to listen on.
@@ -53,6 +54,10 @@ pub struct Config {
     pub builder_rate_limit_burst: f64,
     /// Builder keys (`name:base64`) allowed to submit; empty: anyone.
     pub allowed_builders: Vec<String>,
+    /// Reverse proxies or CDNs (addresses or CIDR ranges) whose
+    /// `Forwarded` / `X-Forwarded-For` headers give the client address for
+    /// rate limits; from any other peer these headers are ignored.
+    pub trusted_proxies: Vec<String>,
     /// `max-age` of `/checkpoint` (seconds).
     pub checkpoint_max_age_secs: u64,
     /// How long a `wait=1` submission waits for a served checkpoint (seconds).
@@ -71,10 +76,13 @@ pub struct Config {
     pub witness_attempts: u32,
 }
 
+/// The origin a log made without one is given.
+pub const DEFAULT_ORIGIN: &str = "vouch.localhost/log";
+
 impl Default for Config {
     fn default() -> Config {
         Config {
-            origin: "vouch.localhost/log".into(),
+            origin: None,
             data_dir: PathBuf::from("vouch-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             key_file: None,
@@ -93,6 +101,7 @@ impl Default for Config {
             builder_rate_limit_per_second: 0.0,
             builder_rate_limit_burst: 10000.0,
             allowed_builders: Vec::new(),
+            trusted_proxies: Vec::new(),
             checkpoint_max_age_secs: 2,
             wait_timeout_secs: 30,
             min_free_disk_bytes: 64 << 20,
@@ -105,10 +114,10 @@ impl Default for Config {
 
 impl Config {
     /// Reads a TOML file.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
+    pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+            .map_err(|e| format!("reading config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
     }
 
     /// The key file to use.

@@ -1,17 +1,27 @@
 //! # vouch-log: the Vouch transparency log server
 //!
-//! A thin shell around `vouch-spec`: a sequencer thread that commits batches
-//! to RocksDB ([`store`]), and an axum HTTP server ([`http`]) that serves
-//! C2SP tlog-tiles and the submission, lookup and proof APIs of
-//! `spec/PROTOCOL.md`.
+//! A thin shell around `vouch-spec` and the shared `vouch` library. The
+//! data path, one file each (see `ARCHITECTURE.md`): a submission is
+//! admitted ([`admission`]), parsed and its signatures verified
+//! ([`verify`]), sequenced in batches ([`sequencer`]) that are integrated
+//! into tiles independently of storage ([`integrate`]) and committed
+//! atomically ([`store`], RocksDB); the new checkpoint is published
+//! ([`published`]), sent to witnesses when a policy asks for a quorum
+//! ([`witnessing`]), and served with tiles, lookups and proofs
+//! ([`http`], [`nodes`], [`proofs`]). Every error has its status in
+//! [`error`].
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod config;
+pub mod error;
 pub mod http;
+pub mod integrate;
 pub mod keys;
-pub mod metrics;
+pub mod nodes;
+pub mod proofs;
+pub mod published;
 pub mod sequencer;
-pub mod state;
 pub mod store;
 pub mod verify;
 pub mod witnessing;
@@ -19,38 +29,83 @@ pub mod witnessing;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use prometheus_client::registry::Registry;
 use vouch_spec::nix::NixPublicKey;
+
+/// Why the log could not start (or stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is not usable.
+    #[error("{0}")]
+    Config(String),
+    /// The key does not fit the configuration.
+    #[error("the key's origin {key:?} is not the configured origin {origin:?}: a key signs for one log (leave --origin and `origin` unset to use the key's)")]
+    KeyOrigin {
+        /// The key's name.
+        key: String,
+        /// The configured origin.
+        origin: String,
+    },
+    /// A file or socket could not be used.
+    #[error("{what}: {err}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// The data directory cannot be served.
+    #[error("{0}")]
+    Recover(#[from] sequencer::RecoverError),
+    /// Storage failed.
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
+    /// The outgoing HTTP client cannot be built.
+    #[error("{0}")]
+    Http(#[from] vouch::http::HttpError),
+    /// The sequencer thread panicked.
+    #[error("the sequencer panicked")]
+    SequencerPanicked,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let what = what.into();
+    move |err| StartError::Io { what, err }
+}
 
 /// Runs the log until SIGINT or SIGTERM, then finishes the batch in flight.
 pub async fn serve(
     cfg: config::Config,
     signer: vouch_spec::note::Ed25519Signer,
-) -> anyhow::Result<()> {
-    if signer.verifier().vkey().split('+').next() != Some(cfg.origin.as_str()) {
-        anyhow::bail!(
-            "the key's name does not match the origin {:?}; generate a key for this origin",
-            cfg.origin
-        );
+) -> Result<(), StartError> {
+    let origin = keys::origin(&signer);
+    if let Some(configured) = cfg.origin.as_ref().filter(|o| **o != origin) {
+        return Err(StartError::KeyOrigin {
+            key: origin,
+            origin: configured.clone(),
+        });
     }
     let allowed = cfg
         .allowed_builders
         .iter()
-        .map(|k| NixPublicKey::parse(k).with_context(|| format!("allowed_builders: {k:?}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    let db_dir = cfg.data_dir.join("db");
-    let store: Arc<dyn store::Store> = Arc::new(
-        store::RocksStore::open(&db_dir)
-            .with_context(|| format!("opening {}", db_dir.display()))?,
-    );
-    let durable = sequencer::recover(&*store, &signer, &cfg.origin)?;
-    tracing::info!(origin = %cfg.origin, size = durable.size, vkey = %signer.verifier().vkey(), "log state recovered");
+        .map(|k| {
+            NixPublicKey::parse(k)
+                .map_err(|e| StartError::Config(format!("allowed_builders: {k:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(io(format!(
+        "creating data directory {}",
+        cfg.data_dir.display()
+    )))?;
+    let rocks = Arc::new(store::RocksStore::open(&cfg.data_dir.join("db"))?);
+    let store: Arc<dyn store::Store> = rocks.clone();
+    let durable = sequencer::recover(&*store, &signer, &origin)?;
+    tracing::info!(%origin, size = durable.size, vkey = %signer.verifier().vkey(), "log state recovered");
     let root =
-        vouch_spec::compact::CompactRange::from_parts(durable.size, durable.frontier.clone())?
+        vouch_spec::compact::CompactRange::from_parts(durable.size, durable.frontier.clone())
+            .map_err(|e| store::StoreError::Corrupt(e.to_string()))?
             .root();
-    let published = state::Published {
+    let signed = published::Published {
         size: durable.size,
         root,
         checkpoint: Arc::new(durable.checkpoint.clone()),
@@ -58,25 +113,29 @@ pub async fn serve(
     let policy = match &cfg.witness_policy {
         None => None,
         Some(p) => {
-            let text = std::fs::read(p)
-                .with_context(|| format!("reading witness policy {}", p.display()))?;
+            let text =
+                std::fs::read(p).map_err(io(format!("reading witness policy {}", p.display())))?;
             let policy = vouch_spec::policy::Policy::parse(&text)
-                .with_context(|| format!("witness policy {}", p.display()))?;
+                .map_err(|e| StartError::Config(format!("witness policy {}: {e}", p.display())))?;
             if let Some(w) = policy.witnesses.iter().find(|w| w.url.is_none()) {
-                anyhow::bail!(
+                return Err(StartError::Config(format!(
                     "witness policy {}: witness {} has no URL to send checkpoints to",
                     p.display(),
                     w.name
-                );
+                )));
             }
             Some(policy)
         }
     };
     let served = match (&policy, store.witnessed()?) {
         (Some(_), Some(cp)) => {
-            let note = vouch_spec::note::Note::parse(&cp)?;
-            let c = vouch_spec::checkpoint::Checkpoint::parse(&note.text)?;
-            Some(state::Published {
+            let c = vouch_spec::note::Note::parse(&cp)
+                .ok()
+                .and_then(|n| vouch_spec::checkpoint::Checkpoint::parse(&n.text).ok())
+                .ok_or_else(|| {
+                    store::StoreError::Corrupt("the witnessed checkpoint does not parse".into())
+                })?;
+            Some(published::Published {
                 size: c.size,
                 root: c.root,
                 checkpoint: Arc::new(cp),
@@ -84,58 +143,83 @@ pub async fn serve(
         }
         _ => None,
     };
-    let shared = Arc::new(state::Shared::new(
-        store.clone(),
-        published,
-        served,
-        policy.is_some(),
-    ));
+    let heads = Arc::new(published::Shared::new(signed, served, policy.is_some()));
+    let tree = Arc::new(nodes::TreeReader::new(rocks.clone()));
     if let Some(policy) = policy {
+        let timeout = Duration::from_millis(cfg.witness_timeout_ms);
+        let http = vouch::http::HttpClient::new(
+            &vouch::http::HttpSettings {
+                connect_timeout: timeout,
+                read_timeout: timeout,
+                ..vouch::http::HttpSettings::default()
+            },
+            vouch::http::ProxyEnv::from_env(),
+        )?;
+        let ctx = witnessing::Context {
+            heads: heads.clone(),
+            tree: tree.clone(),
+            store: store.clone(),
+            http,
+        };
         let settings = witnessing::Settings {
             policy,
-            timeout: Duration::from_millis(cfg.witness_timeout_ms),
+            timeout,
             attempts: cfg.witness_attempts,
         };
-        let s = shared.clone();
         std::thread::Builder::new()
             .name("witnessing".into())
-            .spawn(move || witnessing::run(s, settings))?;
+            .spawn(move || witnessing::run(ctx, settings))
+            .map_err(io("starting the witnessing thread"))?;
     }
-    let metrics = Arc::new(metrics::Metrics::default());
-    metrics
-        .entries
-        .store(durable.size, std::sync::atomic::Ordering::Relaxed);
-    let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_capacity);
-    let settings = sequencer::Settings {
-        max_entries: cfg.batch_max_entries.max(1),
-        max_wait: Duration::from_millis(cfg.batch_max_wait_ms),
-        origin: cfg.origin.clone(),
-        data_dir: cfg.data_dir.clone(),
-        min_free_disk_bytes: cfg.min_free_disk_bytes,
-    };
-    let (s2, m2, st2) = (shared.clone(), metrics.clone(), store.clone());
-    let seq = std::thread::Builder::new()
-        .name("sequencer".into())
-        .spawn(move || sequencer::run(st2, signer, settings, durable, rx, s2, m2))?;
-    let limits = http::Limits {
-        max_body_bytes: cfg.max_body_bytes,
-        max_attestations: cfg.max_attestations_per_request,
-        body_timeout: Duration::from_secs(cfg.body_timeout_secs),
+    let mut registry = Registry::default();
+    let (sequencer, seq) = sequencer::start(
+        store.clone(),
+        signer,
+        sequencer::Settings {
+            max_entries: cfg.batch_max_entries.max(1),
+            max_wait: Duration::from_millis(cfg.batch_max_wait_ms),
+            origin: origin.clone(),
+            data_dir: cfg.data_dir.clone(),
+            min_free_disk_bytes: cfg.min_free_disk_bytes,
+            queue_capacity: cfg.queue_capacity,
+        },
+        durable,
+        heads.clone(),
+        &mut registry,
+    )
+    .map_err(io("starting the sequencer"))?;
+    let admission = admission::Admission::new(admission::Limits {
         rate_per_second: cfg.rate_limit_per_second,
         rate_burst: cfg.rate_limit_burst.max(1.0),
-        allowed,
         builder_rate_per_second: cfg.builder_rate_limit_per_second,
         builder_rate_burst: cfg.builder_rate_limit_burst.max(1.0),
-        checkpoint_max_age: cfg.checkpoint_max_age_secs,
-        wait_timeout: Duration::from_secs(cfg.wait_timeout_secs),
+        allowed,
+        max_body_bytes: cfg.max_body_bytes,
+        body_timeout: Duration::from_secs(cfg.body_timeout_secs),
         // At least one largest body must fit.
         submit_memory_bytes: cfg.submit_memory_bytes.max(cfg.max_body_bytes),
-    };
-    let app = http::router(Arc::new(http::AppState::new(shared, tx, metrics, limits)));
+    });
+    let app = http::router(Arc::new(http::AppState::new(
+        heads,
+        tree,
+        sequencer,
+        admission,
+        http::Settings {
+            max_attestations: cfg.max_attestations_per_request,
+            checkpoint_max_age: cfg.checkpoint_max_age_secs,
+            wait_timeout: Duration::from_secs(cfg.wait_timeout_secs),
+            trusted_proxies: vouch::client_addr::TrustedProxies::parse(&cfg.trusted_proxies)
+                .map_err(StartError::Config)?,
+        },
+        registry,
+    )));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving");
+        .map_err(io(format!("listening on {}", cfg.listen)))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving");
+    }
+    vouch::serve::notify_ready();
     let conn_limits = vouch::serve::Limits {
         max_connections: cfg.max_connections.max(1),
         header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
@@ -143,27 +227,14 @@ pub async fn serve(
         ..vouch::serve::Limits::default()
     }
     .fit_to_fd_limit();
-    vouch::serve::serve(listener, app, conn_limits, shutdown_signal()).await;
+    vouch::serve::serve(listener, app, conn_limits, vouch::serve::shutdown_signal()).await;
     tracing::info!("HTTP stopped; waiting for the sequencer to finish its batch");
+    // Dropping the router dropped the last handle: the sequencer drains
+    // its queue and returns.
     tokio::task::spawn_blocking(move || seq.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("sequencer panicked"))??;
+        .await
+        .map_err(|_| StartError::SequencerPanicked)?
+        .map_err(|_| StartError::SequencerPanicked)??;
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-    tracing::info!("shutdown requested");
 }

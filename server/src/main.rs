@@ -45,7 +45,8 @@ enum Command {
         /// <data-dir>/log.key is used, and created on first start.
         #[arg(long)]
         key: Option<PathBuf>,
-        /// The log's origin (checkpoint first line). Must match the key's name.
+        /// The log's origin (checkpoint first line). Unset: the key's own
+        /// (its name); if given, it must be the key's.
         #[arg(long)]
         origin: Option<String>,
     },
@@ -67,7 +68,7 @@ fn main() -> anyhow::Result<()> {
             origin,
         } => {
             let mut cfg = match &config {
-                Some(p) => Config::load(p)?,
+                Some(p) => Config::load(p).map_err(anyhow::Error::msg)?,
                 None => Config::default(),
             };
             if let Some(d) = data_dir {
@@ -80,18 +81,18 @@ fn main() -> anyhow::Result<()> {
                 cfg.key_file = Some(k);
             }
             if let Some(o) = origin {
-                cfg.origin = o;
+                cfg.origin = Some(o);
             }
             let path = cfg.key_path();
             let signer = if path.exists() {
                 keys::load(&path)?
             } else if cfg.key_file.is_none() {
-                let s = keys::generate(&path, &cfg.origin)?;
-                eprintln!(
-                    "created log key {} for origin {}",
-                    path.display(),
-                    cfg.origin
-                );
+                let origin = cfg
+                    .origin
+                    .clone()
+                    .unwrap_or_else(|| vouch_log::config::DEFAULT_ORIGIN.to_string());
+                let s = keys::generate(&path, &origin)?;
+                eprintln!("created log key {} for origin {origin}", path.display());
                 s
             } else {
                 anyhow::bail!(
@@ -104,7 +105,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            rt.block_on(vouch_log::serve(cfg, signer))
+            Ok(rt.block_on(vouch_log::serve(cfg, signer))?)
         }
     }
 }

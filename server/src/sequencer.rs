@@ -1,30 +1,37 @@
 //! The sequencer: one thread that takes verified entries in batches, drops
-//! exact duplicates, assigns indices, extends the tree, and commits the whole
-//! batch (entries, tiles, interior nodes, indexes, state and the newly signed
-//! checkpoint) in one synced write before anyone is told anything.
+//! exact duplicates, assigns indices, integrates them into the tiles
+//! ([`crate::integrate`]), and commits the whole batch (entries, tiles,
+//! interior nodes, indexes, state and the newly signed checkpoint) in one
+//! synced write before anyone is told anything.
 //!
 //! Invariants: nothing is acknowledged before its commit returned; the
 //! checkpoint for a size is signed in memory and first leaves the process
 //! inside that commit, so a crash before it loses the only copy; after a
-//! crash, the log restarts from the last commit, byte for byte.
+//! crash, the log restarts from the last commit, byte for byte; after a
+//! failed commit the sequencer follows what is durable, so an index that a
+//! write reporting failure did store is never given out again.
+//!
+//! Submitters reach the thread through a [`SequencerHandle`], which owns
+//! the queue and its depth gauge.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::compact::CompactRange;
-use vouch_spec::hash::{naive_root, Hash};
+use vouch_spec::hash::Hash;
 use vouch_spec::note::{Ed25519Signer, Note};
-use vouch_spec::tile::{encode_hashes, TILE_HEIGHT, TILE_WIDTH};
 
-use crate::metrics::Metrics;
-use crate::state::{Published, Shared};
-use crate::store::{
-    interior_offset, Commit, DurableState, Store, StoreError, INTERIOR_HASHES, INTERIOR_ROWS,
-};
+use crate::integrate::integrate;
+use crate::published::{Published, Shared};
+use crate::store::{Commit, DurableState, Store, StoreError};
 
 /// An entry ready to sequence: encoded, hashed, signature already verified.
 #[derive(Clone, Debug)]
@@ -50,112 +57,104 @@ pub struct Assigned {
     pub duplicate: bool,
 }
 
+/// The outcome a submitter waits for.
+pub type Outcome = Result<Vec<Assigned>, StoreError>;
+
 /// One submission waiting for the sequencer.
 pub struct Job {
-    /// The entries, in request order.
-    pub entries: Vec<Prepared>,
-    /// Where to send the outcome.
-    pub reply: oneshot::Sender<Result<Vec<Assigned>, String>>,
-    /// When it was queued (for the latency metric).
-    pub queued: Instant,
+    entries: Vec<Prepared>,
+    reply: oneshot::Sender<Outcome>,
+    queued: Instant,
 }
 
-/// The right edge of the tree: the frontier and the partial tile at each level.
-#[derive(Clone, Debug)]
-struct Edge {
-    cr: CompactRange,
-    /// Per tile level: (tile index, hashes so far), never full.
-    tiles: Vec<(u64, Vec<Hash>)>,
-    /// Per tile level: the interior nodes of the partial tile completed so far.
-    interiors: Vec<[Hash; INTERIOR_HASHES]>,
+/// Why a submission did not reach the sequencer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// As many submissions wait as the queue holds.
+    #[error("the sequencer queue is full")]
+    Full,
+    /// The sequencer has stopped (the log is shutting down).
+    #[error("the log is shutting down")]
+    Closed,
 }
 
-impl Edge {
-    fn load(store: &dyn Store, state: &DurableState) -> Result<Edge, StoreError> {
-        let cr = CompactRange::from_parts(state.size, state.frontier.clone())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tiles = Vec::new();
-        let mut interiors = Vec::new();
-        for level in 0..8u8 {
-            let count = state.size >> (u32::from(level) * u32::from(TILE_HEIGHT));
-            let (index, width) = (count / TILE_WIDTH, (count % TILE_WIDTH) as usize);
-            let hashes = if width == 0 {
-                Vec::new()
-            } else {
-                let data = store.tile(level, index)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("missing edge tile {level}/{index}"))
-                })?;
-                let t = vouch_spec::tile::Tile {
-                    kind: vouch_spec::tile::TileKind::Hash { level },
-                    index,
-                    width: width as u16,
-                };
-                vouch_spec::tile::decode_hashes(&t, &data)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
-            };
-            // The partial tile's completed interior nodes, recomputed.
-            let mut interior = [Hash::default(); INTERIOR_HASHES];
-            for row in INTERIOR_ROWS {
-                let span = 1usize << row;
-                for (pos, chunk) in hashes.chunks_exact(span).enumerate() {
-                    if let Some(off) = interior_offset(row, pos) {
-                        interior[off] = naive_root(chunk);
-                    }
-                }
-            }
-            interiors.push(interior);
-            tiles.push((index, hashes));
-        }
-        Ok(Edge {
-            cr,
-            tiles,
-            interiors,
-        })
-    }
+/// The way into the sequencer: its queue and the queue's depth gauge.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    tx: SyncSender<Job>,
+    depth: Gauge,
+}
 
-    /// Appends one entry, recording it, completed tiles and completed
-    /// interior records in `commit`.
-    fn append(&mut self, entry: &[u8], leaf: Hash, commit: &mut Commit, touched: &mut [bool; 8]) {
-        commit.entries.push((self.cr.size(), entry.to_vec()));
-        let (tiles, interiors) = (&mut self.tiles, &mut self.interiors);
-        self.cr.append(leaf, |node, h| {
-            let l = usize::from(node.level / TILE_HEIGHT);
-            let row = node.level % TILE_HEIGHT;
-            if l >= interiors.len() {
-                return;
-            }
-            if row != 0 {
-                let pos = (node.index % (TILE_WIDTH >> row)) as usize;
-                if let Some(off) = interior_offset(row, pos) {
-                    interiors[l][off] = *h;
-                    // The tile's last interior node: row 7, second node.
-                    if row == *INTERIOR_ROWS.end() && pos == 1 {
-                        let tile = (node.index << row) / TILE_WIDTH;
-                        commit
-                            .interiors
-                            .push((l as u8, tile, encode_hashes(&interiors[l])));
-                    }
-                }
-                return;
-            }
-            let t = &mut tiles[l];
-            t.0 = node.index / TILE_WIDTH;
-            t.1.push(*h);
-            touched[l] = true;
-            if t.1.len() as u64 == TILE_WIDTH {
-                commit.tiles.push((l as u8, t.0, encode_hashes(&t.1)));
-                *t = (t.0 + 1, Vec::new());
-            }
-        });
-    }
-
-    /// Adds the (partial) edge tiles touched by this batch to `commit`.
-    fn flush(&self, commit: &mut Commit, touched: &[bool; 8]) {
-        for (l, (index, hashes)) in self.tiles.iter().enumerate() {
-            if touched[l] && !hashes.is_empty() {
-                commit.tiles.push((l as u8, *index, encode_hashes(hashes)));
+impl SequencerHandle {
+    /// Queues `entries` (in request order); the receiver gets where they
+    /// landed once they are durable, or why they were not logged.
+    pub fn submit(&self, entries: Vec<Prepared>) -> Result<oneshot::Receiver<Outcome>, QueueError> {
+        let (reply, rx) = oneshot::channel();
+        self.depth.inc();
+        let job = Job {
+            entries,
+            reply,
+            queued: Instant::now(),
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(rx),
+            Err(e) => {
+                self.depth.dec();
+                Err(match e {
+                    TrySendError::Full(_) => QueueError::Full,
+                    TrySendError::Disconnected(_) => QueueError::Closed,
+                })
             }
         }
+    }
+}
+
+/// The sequencer's own metrics.
+#[derive(Clone)]
+struct Metrics {
+    entries: Gauge,
+    batches: Counter,
+    batch_entries: Counter,
+    commit_failures: Counter,
+    latency: Histogram,
+}
+
+impl Metrics {
+    fn register(registry: &mut Registry, depth: &Gauge) -> Metrics {
+        let m = Metrics {
+            entries: Gauge::default(),
+            batches: Counter::default(),
+            batch_entries: Counter::default(),
+            commit_failures: Counter::default(),
+            latency: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+        };
+        registry.register(
+            "vouch_log_entries",
+            "Entries in the log.",
+            m.entries.clone(),
+        );
+        registry.register("vouch_log_batches", "Batches committed.", m.batches.clone());
+        registry.register(
+            "vouch_log_batch_entries",
+            "Entries submitted in committed batches (mean batch size = this / batches).",
+            m.batch_entries.clone(),
+        );
+        registry.register(
+            "vouch_log_commit_failures",
+            "Batches refused because storage failed.",
+            m.commit_failures.clone(),
+        );
+        registry.register(
+            "vouch_log_queue_depth",
+            "Submissions waiting for the sequencer.",
+            depth.clone(),
+        );
+        registry.register(
+            "vouch_log_sequencing_seconds",
+            "Time from queueing a submission to its durable commit.",
+            m.latency.clone(),
+        );
+        m
     }
 }
 
@@ -168,26 +167,47 @@ pub fn sign_checkpoint(signer: &Ed25519Signer, origin: &str, cr: &CompactRange) 
         .unwrap_or_default()
 }
 
-/// Loads (or creates) the durable state and returns it with the published view.
+/// Why the log cannot start from its data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored checkpoint was signed by another key.
+    #[error("the stored checkpoint does not verify with the configured key: {0}")]
+    WrongKey(String),
+    /// The data directory belongs to another log.
+    #[error("the data directory holds log {held:?}, but the configured origin is {configured:?}")]
+    WrongOrigin {
+        /// The origin in the data directory.
+        held: String,
+        /// The configured one.
+        configured: String,
+    },
+    /// The stored frontier does not give the stored checkpoint's root.
+    #[error("stored state is inconsistent with its checkpoint")]
+    Inconsistent,
+}
+
+/// Loads (or creates) the durable state.
 pub fn recover(
     store: &dyn Store,
     signer: &Ed25519Signer,
     origin: &str,
-) -> anyhow::Result<DurableState> {
+) -> Result<DurableState, RecoverError> {
     if let Some(s) = store.state()? {
         let cp = vouch_spec::checkpoint::open_checkpoint(&s.checkpoint, &[&signer.verifier()])
-            .map_err(|e| {
-                anyhow::anyhow!("stored checkpoint does not verify with the configured key: {e}")
-            })?;
+            .map_err(|e| RecoverError::WrongKey(e.to_string()))?;
         if cp.checkpoint.origin != origin {
-            anyhow::bail!(
-                "the data directory holds log {:?}, but the configured origin is {origin:?}",
-                cp.checkpoint.origin
-            );
+            return Err(RecoverError::WrongOrigin {
+                held: cp.checkpoint.origin,
+                configured: origin.to_string(),
+            });
         }
-        let cr = CompactRange::from_parts(s.size, s.frontier.clone())?;
+        let cr = CompactRange::from_parts(s.size, s.frontier.clone())
+            .map_err(|_| RecoverError::Inconsistent)?;
         if cr.root() != cp.checkpoint.root || cp.checkpoint.size != s.size {
-            anyhow::bail!("stored state is inconsistent with its checkpoint");
+            return Err(RecoverError::Inconsistent);
         }
         return Ok(s);
     }
@@ -216,6 +236,8 @@ pub struct Settings {
     pub data_dir: std::path::PathBuf,
     /// Least free space to accept a batch with.
     pub min_free_disk_bytes: u64,
+    /// Submissions that may wait.
+    pub queue_capacity: usize,
 }
 
 /// Bytes available to this process on the filesystem holding `dir`.
@@ -224,18 +246,52 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// Runs the sequencer until the queue's senders are all gone, finishing
-/// every queued job first.
-pub fn run(
+/// Starts the sequencer thread from `state`, registering its metrics; it
+/// runs until every handle is dropped, finishing queued jobs first.
+pub fn start(
+    store: Arc<dyn Store>,
+    signer: Ed25519Signer,
+    settings: Settings,
+    state: DurableState,
+    shared: Arc<Shared>,
+    registry: &mut Registry,
+) -> std::io::Result<(
+    SequencerHandle,
+    std::thread::JoinHandle<Result<(), StoreError>>,
+)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(settings.queue_capacity);
+    let depth = Gauge::default();
+    let metrics = Metrics::register(registry, &depth);
+    metrics
+        .entries
+        .set(i64::try_from(state.size).unwrap_or(i64::MAX));
+    let handle = SequencerHandle {
+        tx,
+        depth: depth.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("sequencer".into())
+        .spawn(move || run(store, signer, settings, state, rx, shared, metrics, depth))?;
+    Ok((handle, thread))
+}
+
+fn range_of(s: &DurableState) -> Result<CompactRange, StoreError> {
+    CompactRange::from_parts(s.size, s.frontier.clone())
+        .map_err(|e| StoreError::Corrupt(format!("sequencer state: {e}")))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
     store: Arc<dyn Store>,
     signer: Ed25519Signer,
     settings: Settings,
     state: DurableState,
     rx: Receiver<Job>,
     shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
+    metrics: Metrics,
+    depth: Gauge,
 ) -> Result<(), StoreError> {
-    let mut edge = Edge::load(&*store, &state)?;
+    let mut range = range_of(&state)?;
     loop {
         let Ok(first) = rx.recv() else { return Ok(()) };
         let deadline = Instant::now() + settings.max_wait;
@@ -254,42 +310,43 @@ pub fn run(
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        metrics
-            .queue_depth
-            .fetch_sub(jobs.len() as i64, std::sync::atomic::Ordering::Relaxed);
-        let before = edge.clone();
+        depth.dec_by(jobs.len() as i64);
         let mut wrote = false;
         let outcome = match free_bytes(&settings.data_dir) {
-            Some(free) if free < settings.min_free_disk_bytes => Err(StoreError::Db(format!(
-                "disk nearly full: {free} bytes free under {}, {} required",
-                settings.data_dir.display(),
-                settings.min_free_disk_bytes
-            ))),
+            Some(free) if free < settings.min_free_disk_bytes => {
+                Err(StoreError::DiskFull(format!(
+                    "disk nearly full: {free} bytes free under {}, {} required to accept entries",
+                    settings.data_dir.display(),
+                    settings.min_free_disk_bytes
+                )))
+            }
             _ => {
                 wrote = true;
-                integrate(&*store, &signer, &settings, &mut edge, &jobs)
+                sequence(&*store, &signer, &settings, &range, &jobs)
             }
         };
         match outcome {
-            Ok((results, published)) => {
-                metrics.record_batch(n, published.size, &jobs);
+            Ok((results, published, next)) => {
+                range = next;
+                metrics.batches.inc();
+                metrics.batch_entries.inc_by(n as u64);
+                metrics
+                    .entries
+                    .set(i64::try_from(published.size).unwrap_or(i64::MAX));
                 shared.publish_signed(published);
                 for (job, r) in jobs.into_iter().zip(results) {
+                    metrics.latency.observe(job.queued.elapsed().as_secs_f64());
                     let _ = job.reply.send(Ok(r));
                 }
             }
             Err(e) => {
-                // Nothing was written: roll the in-memory edge back too.
                 tracing::error!(error = %e, "batch commit failed; refusing the batch");
-                metrics
-                    .commit_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                edge = before;
+                metrics.commit_failures.inc();
                 // The database may refuse writes from now on (RocksDB's I/O
                 // errors are sticky): reopen it, so the next batch can
                 // succeed once the disk recovers.
                 if wrote {
-                    if let Err(e) = store.recover() {
+                    if let Err(e) = store.reopen() {
                         tracing::warn!(error = %e, "database not yet writable again");
                     }
                 }
@@ -298,36 +355,32 @@ pub fn run(
                 // durable, never reuse an index it holds. The refused
                 // entries' submitters resubmit and get `duplicate`.
                 if let Ok(Some(s)) = store.state() {
-                    if s.size != edge.cr.size() {
-                        tracing::warn!(
-                            size = s.size,
-                            "a failed commit is durable; reloading the edge"
-                        );
-                        edge = Edge::load(&*store, &s)?;
-                        if let Ok(cr) = CompactRange::from_parts(s.size, s.frontier.clone()) {
-                            shared.publish_signed(Published {
-                                size: s.size,
-                                root: cr.root(),
-                                checkpoint: Arc::new(s.checkpoint.clone()),
-                            });
-                        }
+                    if s.size != range.size() {
+                        tracing::warn!(size = s.size, "a failed commit is durable; following it");
+                        range = range_of(&s)?;
+                        shared.publish_signed(Published {
+                            size: s.size,
+                            root: range.root(),
+                            checkpoint: Arc::new(s.checkpoint.clone()),
+                        });
                     }
                 }
                 for job in jobs {
-                    let _ = job.reply.send(Err(e.to_string()));
+                    let _ = job.reply.send(Err(e.clone()));
                 }
             }
         }
     }
 }
 
-type BatchResult = (Vec<Vec<Assigned>>, Published);
+type BatchResult = (Vec<Vec<Assigned>>, Published, CompactRange);
 
-fn integrate(
+/// Assigns indices to the batch's new entries, integrates them and commits.
+fn sequence(
     store: &dyn Store,
     signer: &Ed25519Signer,
     settings: &Settings,
-    edge: &mut Edge,
+    range: &CompactRange,
     jobs: &[Job],
 ) -> Result<BatchResult, StoreError> {
     let leaves: Vec<Hash> = jobs
@@ -337,8 +390,9 @@ fn integrate(
     let existing = store.leaf_indexes(&leaves)?;
     let mut seen: HashMap<Hash, u64> = HashMap::new();
     let mut commit = Commit::default();
-    let mut touched = [false; 8];
+    let mut new_leaves = Vec::new();
     let mut results = Vec::with_capacity(jobs.len());
+    let mut next = range.size();
     let mut k = 0;
     for job in jobs {
         let mut r = Vec::with_capacity(job.entries.len());
@@ -353,9 +407,11 @@ fn integrate(
                 });
                 continue;
             }
-            let index = edge.cr.size();
-            edge.append(&e.bytes, e.leaf, &mut commit, &mut touched);
+            let index = next;
+            next += 1;
             seen.insert(e.leaf, index);
+            new_leaves.push(e.leaf);
+            commit.entries.push((index, e.bytes.clone()));
             commit.leaves.push((e.leaf, index));
             commit.paths.push((e.hash_part, index));
             if let Some((d, list)) = &e.references {
@@ -369,29 +425,33 @@ fn integrate(
         }
         results.push(r);
     }
-    let checkpoint = sign_checkpoint(signer, &settings.origin, &edge.cr);
+    let integrated = integrate(store, range, &new_leaves)?;
+    let checkpoint = sign_checkpoint(signer, &settings.origin, &integrated.range);
     let published = Published {
-        size: edge.cr.size(),
-        root: edge.cr.root(),
+        size: integrated.range.size(),
+        root: integrated.range.root(),
         checkpoint: Arc::new(checkpoint.clone()),
     };
-    if !commit.leaves.is_empty() {
-        edge.flush(&mut commit, &touched);
+    if !new_leaves.is_empty() {
+        commit.tiles = integrated.tiles;
+        commit.interiors = integrated.interiors;
         commit.state = Some(DurableState {
-            size: edge.cr.size(),
-            frontier: edge.cr.hashes().to_vec(),
+            size: integrated.range.size(),
+            frontier: integrated.range.hashes().to_vec(),
             checkpoint,
         });
         store.commit(commit)?;
     }
-    Ok((results, published))
+    Ok((results, published, integrated.range))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemStore;
+    use crate::nodes::TreeReader;
+    use crate::store::{interior_offset, MemStore, Reads, INTERIOR_ROWS};
     use vouch_spec::merkle::{MemoryTree, NodeSource};
+    use vouch_spec::tile::TILE_WIDTH;
     use vouch_spec::{consistency, inclusion};
 
     fn job(range: std::ops::Range<u64>) -> Job {
@@ -416,10 +476,11 @@ mod tests {
     /// Proofs from stored tiles and interior records (through every cache
     /// path: random level-0 tiles, cached upper tiles, growing partial
     /// tiles) equal proofs from the whole tree in memory, across batches of
-    /// odd sizes and restarts that rebuild the edge from the store.
+    /// odd sizes and restarts that reload the state from the store.
     #[test]
     fn stored_nodes_prove_like_the_whole_tree() {
-        let store: Arc<dyn Store> = Arc::new(MemStore::default());
+        let mem = Arc::new(MemStore::default());
+        let store: Arc<dyn Store> = mem.clone();
         let signer = Ed25519Signer::from_seed("test.example/log", &[9; 32]).unwrap();
         let settings = Settings {
             max_entries: 1 << 20,
@@ -427,19 +488,11 @@ mod tests {
             origin: "test.example/log".into(),
             data_dir: std::env::temp_dir(),
             min_free_disk_bytes: 0,
+            queue_capacity: 1,
         };
         let state = recover(&*store, &signer, &settings.origin).unwrap();
-        let mut edge = Edge::load(&*store, &state).unwrap();
-        let shared = Shared::new(
-            store.clone(),
-            Published {
-                size: 0,
-                root: Hash::empty_root(),
-                checkpoint: Arc::new(Vec::new()),
-            },
-            None,
-            false,
-        );
+        let mut range = range_of(&state).unwrap();
+        let reader = TreeReader::new(mem.clone());
         let leaves: Vec<Hash> = (0..70_000u64)
             .map(|i| vouch_spec::leaf_hash(format!("entry {i}\n").as_bytes()))
             .collect();
@@ -448,23 +501,17 @@ mod tests {
         let mut restarts = 0;
         while size < leaves.len() as u64 {
             let n = step.min(leaves.len() as u64 - size);
-            integrate(
-                &*store,
-                &signer,
-                &settings,
-                &mut edge,
-                &[job(size..size + n)],
-            )
-            .unwrap();
+            range = sequence(&*store, &signer, &settings, &range, &[job(size..size + n)])
+                .unwrap()
+                .2;
             size += n;
             step = (step * 7 + 3) % 9_000 + 1;
             if size.is_multiple_of(3) {
-                let s = store.state().unwrap().unwrap();
-                edge = Edge::load(&*store, &s).unwrap();
+                range = range_of(&store.state().unwrap().unwrap()).unwrap();
                 restarts += 1;
             }
             let tree = MemoryTree::from_leaves(leaves[..size as usize].iter().copied());
-            let nodes = shared.nodes(size);
+            let nodes = reader.nodes(size);
             for i in [0, size / 3, size / 2, size - 1, size.saturating_sub(300)] {
                 assert_eq!(
                     inclusion::prove(i, size, &nodes).unwrap(),
@@ -482,11 +529,11 @@ mod tests {
                 }
             }
         }
-        assert!(restarts > 3, "the edge was rebuilt from the store");
+        assert!(restarts > 3, "the state was reloaded from the store");
         // Every full level-0 tile has its interior record, equal to the tree's nodes.
         let tree = MemoryTree::from_leaves(leaves.iter().copied());
         for t in 0..(leaves.len() as u64 / TILE_WIDTH) {
-            let rec = store.interior(0, t).unwrap().expect("interior record");
+            let rec = mem.interior(0, t).unwrap().expect("interior record");
             for row in INTERIOR_ROWS {
                 for pos in 0..(TILE_WIDTH as usize >> row) {
                     let off = interior_offset(row, pos).unwrap();
@@ -501,7 +548,7 @@ mod tests {
             }
         }
         assert_eq!(
-            store.entries(65_530, 10).unwrap().len(),
+            mem.entries(65_530, 10).unwrap().len(),
             10,
             "entries are stored one per index"
         );

@@ -1,25 +1,47 @@
-//! Durable storage behind a small trait, so the sequencer does not know
-//! whether tiles end up in RocksDB, object storage or both.
+//! The log's durable storage behind two narrow traits, with RocksDB behind
+//! both: [`Store`], what the sequencer needs (its state, one atomic commit
+//! per batch, duplicate detection, the edge tiles through
+//! [`TileReader`]), and [`Reads`], what the HTTP readers need (tiles,
+//! interior nodes, entries, the path index, reference lists). Publishing
+//! tiles elsewhere (object storage) reads committed state through
+//! [`Reads`].
 //!
-//! One [`Store::commit`] is one atomic, synced write: the new entries, the
-//! hash tiles they touched, the interior nodes of tiles they filled, the
-//! dedup and path indexes, and the new sequencer state with its signed
-//! checkpoint. Tiles are stored under their coordinates with their current
-//! contents (full, or the widest partial so far), so serving one is a single
-//! read and a partial tile `.p/W` is a prefix of what is stored. Entries are
-//! stored one per index (a lookup reads one, not a bundle of 256), and an
-//! entry bundle is a range scan over them.
+//! Durability contract: one [`Store::commit`] is one atomic, synced write
+//! (the new entries, the hash tiles they touched, the interior nodes of
+//! tiles they filled, the dedup and path indexes, and the new sequencer
+//! state with its signed checkpoint): when it returns `Ok` all of it
+//! survives a crash, when it returns `Err` none of it was acknowledged
+//! (though a write whose sync failed may still turn out durable; the
+//! sequencer follows [`Store::state`] after a failure). Tiles are stored
+//! under their coordinates with their current contents (full, or the widest
+//! partial so far), so serving one is a single read and a partial tile
+//! `.p/W` is a prefix of what is stored. Entries are stored one per index
+//! (a lookup reads one, not a bundle of 256), and an entry bundle is a
+//! range scan over them.
 
 use std::path::Path;
 
 use vouch_spec::hash::{Hash, HASH_LEN};
+use vouch_spec::tile::TileNodes;
+
+use crate::integrate::TileReader;
 
 /// Storage failures. Any of them means nothing of the commit was written.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused the operation (disk full, IO error, corruption).
-    #[error("storage: {0}")]
-    Db(String),
+    /// The disk is full (or nearly: below the configured free space).
+    #[error("{0}")]
+    DiskFull(String),
+    /// The database failed an operation (an I/O error, a busy or closed
+    /// database).
+    #[error("storage failed: {0}")]
+    Io(String),
+    /// After a failed write the database is open read-only until it can be
+    /// reopened for writing.
+    #[error(
+        "the database is read-only after a failed write; writes resume once it can be reopened"
+    )]
+    ReadOnly,
     /// Stored bytes are not what this version wrote.
     #[error("stored state is corrupt: {0}")]
     Corrupt(String),
@@ -72,12 +94,12 @@ impl DurableState {
 /// Everything one batch writes.
 #[derive(Default, Debug)]
 pub struct Commit {
-    /// Hash tiles: (tile level, tile index, contents).
-    pub tiles: Vec<(u8, u64, Vec<u8>)>,
+    /// Hash tiles: (tile level, tile index, hashes).
+    pub tiles: Vec<(u8, u64, Vec<Hash>)>,
     /// New entries: (index, canonical bytes).
     pub entries: Vec<(u64, Vec<u8>)>,
-    /// Interior nodes of full tiles: (tile level, tile index, hashes of the
-    /// tile's rows 4 to 7, see [`INTERIOR_ROWS`]).
+    /// Interior nodes of full tiles: (tile level, tile index, record of
+    /// the tile's rows 4 to 7, see [`INTERIOR_ROWS`]).
     pub interiors: Vec<(u8, u64, Vec<u8>)>,
     /// Leaf hash → index, for exact duplicate detection.
     pub leaves: Vec<(Hash, u64)>,
@@ -89,33 +111,64 @@ pub struct Commit {
     pub state: Option<DurableState>,
 }
 
-/// The log's storage.
-pub trait Store: Send + Sync + 'static {
+/// What the sequencer needs (see the module documentation for the
+/// durability contract of [`Store::commit`]).
+pub trait Store: TileReader + Send + Sync + 'static {
     /// The last committed state, if any.
     fn state(&self) -> Result<Option<DurableState>, StoreError>;
-    /// Writes a commit atomically and durably (synced) or not at all.
+    /// Writes a commit atomically and durably (synced), or not at all.
     fn commit(&self, c: Commit) -> Result<(), StoreError>;
-    /// Stored contents of a hash tile.
+    /// Indexes of these leaf hashes, where present.
+    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError>;
+    /// Saves the newest checkpoint that met the witness quorum (with cosignatures), durably.
+    fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError>;
+    /// The newest checkpoint that met the witness quorum.
+    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Makes the store writable again after a failed commit, if it can.
+    fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// What the readers need: committed data only.
+pub trait Reads: Send + Sync + 'static {
+    /// Stored contents of a hash tile (full, or the widest partial so far).
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Stored interior nodes of a full hash tile ([`INTERIOR_ROWS`]).
+    /// Stored interior record of a full hash tile ([`INTERIOR_ROWS`]).
     fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// The entry at `index`.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Up to `count` consecutive entries from `start` (fewer if the log ends).
     fn entries(&self, start: u64, count: usize) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// Indexes of these leaf hashes, where present.
-    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError>;
     /// Indexes of entries for a store path hash part, ascending.
     fn path_indexes(&self, hash_part: &[u8; 32]) -> Result<Vec<u64>, StoreError>;
     /// A digest-form entry's reference list.
     fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Saves the newest checkpoint that met the witness quorum (with cosignatures).
-    fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError>;
-    /// The newest checkpoint that met the witness quorum.
-    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Makes the store writable again after a failed commit, if it can.
-    fn recover(&self) -> Result<(), StoreError> {
-        Ok(())
+}
+
+/// Hashes from stored tile bytes (a multiple of 32 bytes).
+pub fn decode_tile(level: u8, index: u64, data: &[u8]) -> Result<Vec<Hash>, StoreError> {
+    if !data.len().is_multiple_of(HASH_LEN) || data.len() > 256 * HASH_LEN {
+        return Err(StoreError::Corrupt(format!(
+            "tile {level}/{index} is {} bytes",
+            data.len()
+        )));
+    }
+    Ok(data
+        .chunks_exact(HASH_LEN)
+        .map(|c| {
+            let mut h = [0u8; HASH_LEN];
+            h.copy_from_slice(c);
+            Hash(h)
+        })
+        .collect())
+}
+
+impl<R: Reads + ?Sized> TileReader for R {
+    fn read_hashes(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>, StoreError> {
+        self.tile(level, index)?
+            .map(|d| decode_tile(level, index, &d))
+            .transpose()
     }
 }
 
@@ -149,6 +202,18 @@ pub fn interior_offset(row: u8, pos: usize) -> Option<usize> {
 
 /// Hashes in one interior record.
 pub const INTERIOR_HASHES: usize = 30;
+
+/// The interior record of a full tile: its nodes in [`INTERIOR_ROWS`],
+/// row by row, at the offsets [`interior_offset`] gives.
+pub fn interior_record(nodes: &TileNodes) -> Vec<u8> {
+    let mut out = Vec::with_capacity(INTERIOR_HASHES * HASH_LEN);
+    for row in INTERIOR_ROWS {
+        for h in nodes.row(row) {
+            out.extend_from_slice(&h.0);
+        }
+    }
+    out
+}
 
 fn entry_key(index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -199,7 +264,18 @@ struct Db {
 }
 
 fn db_err(e: rocksdb::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    let msg = e.to_string();
+    if msg.contains("No space left on device") {
+        StoreError::DiskFull(format!("disk full: {msg}"))
+    } else if e.kind() == rocksdb::ErrorKind::Corruption {
+        StoreError::Corrupt(msg)
+    } else {
+        StoreError::Io(msg)
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Io("database lock poisoned by a panic".into())
 }
 
 fn options() -> rocksdb::Options {
@@ -236,9 +312,7 @@ impl RocksStore {
     }
 
     fn db(&self) -> Result<std::sync::RwLockReadGuard<'_, Db>, StoreError> {
-        self.db
-            .read()
-            .map_err(|_| StoreError::Db("database lock poisoned".into()))
+        self.db.read().map_err(|_| poisoned())
     }
 }
 
@@ -254,8 +328,8 @@ impl Store for RocksStore {
 
     fn commit(&self, c: Commit) -> Result<(), StoreError> {
         let mut batch = rocksdb::WriteBatch::default();
-        for (l, i, data) in &c.tiles {
-            batch.put(tile_key(*l, *i), data);
+        for (l, i, hashes) in &c.tiles {
+            batch.put(tile_key(*l, *i), vouch_spec::tile::encode_hashes(hashes));
         }
         for (i, data) in &c.entries {
             batch.put(entry_key(*i), data);
@@ -279,13 +353,67 @@ impl Store for RocksStore {
         wo.set_sync(true);
         let g = self.db()?;
         if !g.writable {
-            return Err(StoreError::Db(
-                "the database is open read-only after a failed write; it is reopened for writing at the next batch".into(),
-            ));
+            return Err(StoreError::ReadOnly);
         }
         g.db.write_opt(batch, &wo).map_err(db_err)
     }
 
+    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        let keys: Vec<[u8; 33]> = leaves.iter().map(leaf_key).collect();
+        self.db()?
+            .db
+            .multi_get(keys)
+            .into_iter()
+            .map(|r| {
+                let v = r.map_err(db_err)?;
+                v.map(|b| {
+                    let a: [u8; 8] = b
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("leaf index record".into()))?;
+                    Ok(u64::from_be_bytes(a))
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError> {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db()?
+            .db
+            .put_opt(WITNESSED_KEY, checkpoint, &wo)
+            .map_err(db_err)
+    }
+
+    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db()?.db.get(WITNESSED_KEY).map_err(db_err)
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        // RocksDB takes no more writes after an I/O error (its background
+        // error is sticky) until it is reopened; reopening replays the WAL,
+        // which holds every acknowledged commit and stops at a torn record.
+        let mut g = self.db.write().map_err(|_| poisoned())?;
+        // Release the old handle (and its LOCK file) before reopening: keep
+        // a read-only handle in its place meanwhile so readers never miss.
+        let ro = rocksdb::DB::open_for_read_only(&options(), &self.dir, false).map_err(db_err)?;
+        *g = Db {
+            db: ro,
+            writable: false,
+        };
+        match rocksdb::DB::open(&options(), &self.dir) {
+            Ok(db) => {
+                *g = Db { db, writable: true };
+                Ok(())
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+}
+
+impl Reads for RocksStore {
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.db()?.db.get(tile_key(level, index)).map_err(db_err)
     }
@@ -325,26 +453,6 @@ impl Store for RocksStore {
         Ok(out)
     }
 
-    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
-        let keys: Vec<[u8; 33]> = leaves.iter().map(leaf_key).collect();
-        self.db()?
-            .db
-            .multi_get(keys)
-            .into_iter()
-            .map(|r| {
-                let v = r.map_err(db_err)?;
-                v.map(|b| {
-                    let a: [u8; 8] = b
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("leaf index record".into()))?;
-                    Ok(u64::from_be_bytes(a))
-                })
-                .transpose()
-            })
-            .collect()
-    }
-
     fn path_indexes(&self, hash_part: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
         let start = path_key(hash_part, 0);
         let mut out = Vec::new();
@@ -370,43 +478,6 @@ impl Store for RocksStore {
 
     fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db()?.db.get(refs_key(digest)).map_err(db_err)
-    }
-
-    fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError> {
-        let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(true);
-        self.db()?
-            .db
-            .put_opt(WITNESSED_KEY, checkpoint, &wo)
-            .map_err(db_err)
-    }
-
-    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db()?.db.get(WITNESSED_KEY).map_err(db_err)
-    }
-
-    fn recover(&self) -> Result<(), StoreError> {
-        // RocksDB takes no more writes after an I/O error (its background
-        // error is sticky) until it is reopened; reopening replays the WAL,
-        // which holds every acknowledged commit and stops at a torn record.
-        let mut g = self
-            .db
-            .write()
-            .map_err(|_| StoreError::Db("database lock poisoned".into()))?;
-        // Release the old handle (and its LOCK file) before reopening: keep
-        // a read-only handle in its place meanwhile so readers never miss.
-        let ro = rocksdb::DB::open_for_read_only(&options(), &self.dir, false).map_err(db_err)?;
-        *g = Db {
-            db: ro,
-            writable: false,
-        };
-        match rocksdb::DB::open(&options(), &self.dir) {
-            Ok(db) => {
-                *g = Db { db, writable: true };
-                Ok(())
-            }
-            Err(e) => Err(db_err(e)),
-        }
     }
 }
 
@@ -449,8 +520,8 @@ impl Store for MemStore {
     }
     fn commit(&self, c: Commit) -> Result<(), StoreError> {
         let mut kv = self.kv.lock().unwrap();
-        for (l, i, d) in c.tiles {
-            kv.insert(tile_key(l, i).to_vec(), d);
+        for (l, i, h) in c.tiles {
+            kv.insert(tile_key(l, i).to_vec(), vouch_spec::tile::encode_hashes(&h));
         }
         for (l, i, d) in c.interiors {
             kv.insert(interior_key(l, i).to_vec(), d);
@@ -469,6 +540,25 @@ impl Store for MemStore {
         }
         Ok(())
     }
+    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        Ok(leaves
+            .iter()
+            .map(|h| {
+                self.get(&leaf_key(h))
+                    .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+            })
+            .collect())
+    }
+    fn put_witnessed(&self, _: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+impl Reads for MemStore {
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get(&tile_key(level, index)))
     }
@@ -483,25 +573,10 @@ impl Store for MemStore {
             .map_while(|i| self.get(&entry_key(i)))
             .collect())
     }
-    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
-        Ok(leaves
-            .iter()
-            .map(|h| {
-                self.get(&leaf_key(h))
-                    .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
-            })
-            .collect())
-    }
     fn path_indexes(&self, _: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
         Ok(Vec::new())
     }
     fn references(&self, _: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(None)
-    }
-    fn put_witnessed(&self, _: &[u8]) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
     }
 }

@@ -1,4 +1,8 @@
-//! Builder signature verification for a whole submission at once.
+//! The verify step of a submission (`spec/PROTOCOL.md` §5.2): split the
+//! body into attestations, parse each (400 naming it), then check every
+//! builder signature at once (403 naming the first bad one), and prepare
+//! the entries for the sequencer. Admission (allow-list, rates) runs
+//! between parsing and verifying ([`crate::admission`]).
 //!
 //! Ed25519 batch verification (one multi-scalar multiplication for the
 //! batch) is much faster than one check per signature, but it is not the
@@ -10,6 +14,99 @@
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, VerifyingKey};
+use vouch_spec::attestation::{Attestation, References, HEADER};
+
+use crate::error::ApiError;
+use crate::sequencer::Prepared;
+
+/// Splits a submission body into attestations at each header line.
+fn split_attestations(body: &[u8]) -> Result<Vec<&[u8]>, ApiError> {
+    let header = format!("{HEADER}\n");
+    if !body.starts_with(header.as_bytes()) {
+        return Err(ApiError::BadRequest(format!(
+            "body must start with the line {HEADER:?}"
+        )));
+    }
+    let mut starts = vec![0usize];
+    let needle = format!("\n{HEADER}\n");
+    let mut from = 0;
+    while let Some(p) = find(&body[from..], needle.as_bytes()) {
+        starts.push(from + p + 1);
+        from += p + 1;
+    }
+    starts.push(body.len());
+    Ok(starts.windows(2).map(|w| &body[w[0]..w[1]]).collect())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parses every attestation of a body (at most `max` of them, 413 beyond).
+pub fn parse(body: &[u8], max: usize) -> Result<Vec<Attestation>, ApiError> {
+    let parts = split_attestations(body)?;
+    if parts.len() > max {
+        return Err(ApiError::TooLarge(format!(
+            "{} attestations exceed the limit of {max} per request",
+            parts.len()
+        )));
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            Attestation::parse(part)
+                .map_err(|e| ApiError::BadRequest(format!("attestation {i}: {e}")))
+        })
+        .collect()
+}
+
+/// Verifies every builder signature (403 naming the first bad one) and
+/// turns the attestations into entries for the sequencer.
+pub fn verify(atts: Vec<Attestation>) -> Result<Vec<Prepared>, ApiError> {
+    let fingerprints: Vec<String> = atts.iter().map(|a| a.fingerprint()).collect();
+    let items: Vec<Item> = atts
+        .iter()
+        .zip(&fingerprints)
+        .map(|(a, f)| Item {
+            msg: f.as_bytes(),
+            sig: a.sig,
+            key: *a.key.key(),
+        })
+        .collect();
+    if let Some(i) = first_invalid(&items) {
+        return Err(ApiError::Forbidden(format!(
+            "attestation {i} ({}): signature by builder key {} does not verify over the fingerprint",
+            atts[i].path, atts[i].key
+        )));
+    }
+    Ok(atts
+        .into_iter()
+        .map(|a| {
+            let entry = a.to_entry();
+            let references = match &entry.references {
+                References::Inline(_) => None,
+                References::Digest(d) => Some((
+                    *d,
+                    a.references
+                        .iter()
+                        .map(|r| format!("{}\n", r.base()))
+                        .collect::<String>()
+                        .into_bytes(),
+                )),
+            };
+            let mut hash_part = [0u8; 32];
+            hash_part.copy_from_slice(a.path.hash_part().as_bytes());
+            let bytes = entry.encode();
+            Prepared {
+                leaf: vouch_spec::leaf_hash(&bytes),
+                bytes,
+                hash_part,
+                references,
+            }
+        })
+        .collect())
+}
 
 /// One signature to check.
 pub struct Item<'a> {
@@ -58,6 +155,14 @@ pub fn first_invalid(items: &[Item]) -> Option<usize> {
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
+
+    #[test]
+    fn splits_concatenated_attestations() {
+        let a = format!("{HEADER}\npath x\n");
+        let body = format!("{a}{a}{a}");
+        assert_eq!(split_attestations(body.as_bytes()).unwrap().len(), 3);
+        assert!(split_attestations(b"garbage").is_err());
+    }
 
     #[test]
     fn batch_agrees_with_strict_verification() {

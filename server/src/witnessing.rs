@@ -5,17 +5,19 @@
 //! only once the collected cosignatures satisfy the log's tlog-policy quorum.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use vouch::http::{HttpClient, HttpError};
 use vouch_spec::checkpoint::Checkpoint;
-use vouch_spec::consistency;
 use vouch_spec::note::{Note, NoteVerifier, Signature};
 use vouch_spec::policy::Policy;
-use vouch_spec::witness::{parse_response, parse_size_body, AddCheckpoint};
+use vouch_spec::tile::parse_decimal;
+use vouch_spec::witness::{parse_response, AddCheckpoint};
 
-use crate::state::{Published, Shared};
+use crate::nodes::TreeReader;
+use crate::published::{Published, Shared};
+use crate::store::Store;
 
 /// Witnessing settings.
 pub struct Settings {
@@ -32,9 +34,21 @@ struct WitnessClient {
     size: Mutex<u64>,
 }
 
+/// What witnessing reads and writes.
+pub struct Context {
+    /// The tree heads.
+    pub heads: Arc<Shared>,
+    /// Nodes for consistency proofs.
+    pub tree: Arc<TreeReader>,
+    /// Where the witnessed checkpoint is kept.
+    pub store: Arc<dyn Store>,
+    /// The HTTP client (its timeouts are `Settings::timeout`).
+    pub http: HttpClient,
+}
+
 /// Sends checkpoints to witnesses until the process ends.
-pub fn run(shared: Arc<Shared>, settings: Settings) {
-    let agent = ureq::AgentBuilder::new().timeout(settings.timeout).build();
+pub fn run(ctx: Context, settings: Settings) {
+    let shared = &ctx.heads;
     let clients: Vec<WitnessClient> = settings
         .policy
         .witnesses
@@ -49,9 +63,9 @@ pub fn run(shared: Arc<Shared>, settings: Settings) {
     loop {
         let signed = shared.signed();
         if witnessed.is_none_or(|w| signed.size > w) {
-            match witness_one(&shared, &settings, &agent, &clients, &signed) {
+            match witness_one(&ctx, &settings, &clients, &signed) {
                 Some(p) => {
-                    if let Err(e) = shared.store.put_witnessed(&p.checkpoint) {
+                    if let Err(e) = ctx.store.put_witnessed(&p.checkpoint) {
                         tracing::warn!(error = %e, "could not save the witnessed checkpoint");
                     }
                     witnessed = Some(p.size);
@@ -69,9 +83,8 @@ pub fn run(shared: Arc<Shared>, settings: Settings) {
 }
 
 fn witness_one(
-    shared: &Shared,
+    ctx: &Context,
     settings: &Settings,
-    agent: &ureq::Agent,
     clients: &[WitnessClient],
     signed: &Published,
 ) -> Option<Published> {
@@ -89,7 +102,7 @@ fn witness_one(
             .zip(clients)
             .map(|(w, c)| {
                 let (cp, note) = (&cp, &note);
-                s.spawn(move || ask(shared, settings, agent, w, c, signed, cp, note))
+                s.spawn(move || ask(ctx, settings, w, c, signed, cp, note))
             })
             .collect();
         handles
@@ -120,11 +133,9 @@ fn witness_one(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn ask(
-    shared: &Shared,
+    ctx: &Context,
     settings: &Settings,
-    agent: &ureq::Agent,
     w: &vouch_spec::policy::PolicyWitness,
     c: &WitnessClient,
     signed: &Published,
@@ -141,7 +152,7 @@ fn ask(
         let proof = if old == 0 || old == cp.size {
             Vec::new()
         } else {
-            match consistency::prove(old, cp.size, &shared.nodes(cp.size)) {
+            match crate::proofs::consistency(&ctx.tree, old, cp.size) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "building a consistency proof for a witness");
@@ -155,14 +166,8 @@ fn ask(
             checkpoint: signed.checkpoint.as_ref().clone(),
         }
         .encode();
-        match agent
-            .post(&url)
-            .set("Content-Type", "text/plain")
-            .send_bytes(&body)
-        {
-            Ok(r) => {
-                let mut b = Vec::new();
-                let _ = r.into_reader().take(64 << 10).read_to_end(&mut b);
+        match ctx.http.post(&url, "text/plain", &body, 64 << 10) {
+            Ok(b) => {
                 let sigs = parse_response(&b).ok()?;
                 let v: &dyn NoteVerifier = &w.verifier;
                 let good = sigs.into_iter().find(|s| {
@@ -179,22 +184,25 @@ fn ask(
                 }
                 return good;
             }
-            Err(ureq::Error::Status(409, r)) => {
-                let mut b = Vec::new();
-                let _ = r.into_reader().take(64).read_to_end(&mut b);
-                match parse_size_body(&b) {
-                    Ok(size) => {
-                        if let Ok(mut g) = c.size.lock() {
-                            *g = size;
-                        }
-                        continue;
+            Err(HttpError::Status {
+                status: 409,
+                reason,
+                ..
+            }) => match parse_decimal(reason.trim()) {
+                // The witness's size, from its text/x.tlog.size body.
+                Some(size) => {
+                    if let Ok(mut g) = c.size.lock() {
+                        *g = size;
                     }
-                    Err(_) => return None,
+                    continue;
                 }
-            }
-            Err(ureq::Error::Status(code, r)) => {
-                let reason = r.into_string().unwrap_or_default();
-                tracing::warn!(witness = %w.name, code, reason = %reason.trim(), "witness refused the checkpoint");
+                None => {
+                    tracing::warn!(witness = %w.name, body = %reason, "witness answered 409 without a size");
+                    return None;
+                }
+            },
+            Err(e @ HttpError::Status { .. }) if !e.is_transient() => {
+                tracing::warn!(witness = %w.name, error = %e, "witness refused the checkpoint");
                 return None;
             }
             Err(e) => {

@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod lying;
+pub mod nixtool;
+pub mod tls;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -86,6 +88,8 @@ pub struct Log {
     pub vkey: String,
     /// Extra config lines.
     pub config: String,
+    /// Extra environment variables (say, `SSL_CERT_FILE`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The origin used by test logs.
@@ -123,14 +127,30 @@ impl Log {
     /// Starts a log in `dir` (holding `log.key`), waiting until it listens
     /// (and, if `serving`, until `/checkpoint` answers 200).
     pub fn start_in(dir: PathBuf, vkey: String, config: &str, serving: bool) -> Log {
-        let port = free_port();
+        Log::start_with_env(dir, vkey, config, serving, &[], free_port())
+    }
+
+    /// [`Log::start_in`] on `port`, with extra environment variables.
+    pub fn start_with_env(
+        dir: PathBuf,
+        vkey: String,
+        config: &str,
+        serving: bool,
+        env: &[(&str, &str)],
+        port: u16,
+    ) -> Log {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut log = Log {
-            child: spawn_log(&dir, port, config),
+            child: spawn_log(&dir, port, config, &env),
             url: format!("http://127.0.0.1:{port}"),
             dir,
             port,
             vkey,
             config: config.to_string(),
+            env,
         };
         log.wait_ready(serving);
         log
@@ -172,7 +192,7 @@ impl Log {
     /// after a restart never come from the old process).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn_log(&self.dir, self.port, &self.config);
+        self.child = spawn_log(&self.dir, self.port, &self.config, &self.env);
         self.wait_ready(true);
     }
 
@@ -199,7 +219,7 @@ impl Drop for Log {
     }
 }
 
-fn spawn_log(dir: &Path, port: u16, config: &str) -> Child {
+fn spawn_log(dir: &Path, port: u16, config: &str, env: &[(String, String)]) -> Child {
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, format!("origin = \"{ORIGIN}\"\n{config}\n")).expect("writing config");
     Command::new(binary("vouch-log"))
@@ -213,6 +233,7 @@ fn spawn_log(dir: &Path, port: u16, config: &str) -> Child {
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .env("VOUCH_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -292,11 +313,18 @@ pub struct Witness {
     pub port: u16,
     /// Its cosigner vkey.
     pub vkey: String,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 impl Witness {
     /// Creates a key named `name` and starts a witness for the given `[[log]]` TOML.
     pub fn start(name: &str, logs_toml: &str) -> Witness {
+        Witness::start_env(name, logs_toml, &[])
+    }
+
+    /// [`Witness::start`] with extra environment variables.
+    pub fn start_env(name: &str, logs_toml: &str, env: &[(&str, &str)]) -> Witness {
         let dir = temp_dir("witness");
         let out = Command::new(binary("vouch-witness"))
             .args(["keygen", "--name", name, "--out"])
@@ -322,12 +350,17 @@ impl Witness {
             ),
         )
         .expect("writing witness config");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut w = Witness {
-            child: spawn_witness(&dir),
+            child: spawn_witness(&dir, &env),
             url: format!("http://127.0.0.1:{port}"),
             dir,
             port,
             vkey,
+            env,
         };
         w.wait_ready();
         w
@@ -369,7 +402,7 @@ impl Witness {
     /// if it is still running).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn_witness(&self.dir);
+        self.child = spawn_witness(&self.dir, &self.env);
         self.wait_ready();
     }
 
@@ -413,7 +446,7 @@ impl Drop for Witness {
     }
 }
 
-fn spawn_witness(dir: &Path) -> Child {
+fn spawn_witness(dir: &Path, env: &[(String, String)]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -424,6 +457,7 @@ fn spawn_witness(dir: &Path) -> Child {
         .arg("--config")
         .arg(dir.join("witness.toml"))
         .env("VOUCH_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -472,12 +506,21 @@ pub fn static_server(dir: &Path) -> (Proc, String) {
 
 /// Starts `vouch substituter` with a client config, an upstream and extra
 /// flags; returns it and its URL once it answers.
+///
+/// Decisions are not cached unless `extra` sets `--decision-cache-secs`:
+/// these tests change what the log serves between requests.
 pub fn substituter(config: &Path, upstream: &str, extra: &[&str]) -> (Proc, String) {
     let port = free_port();
+    let cache: &[&str] = if extra.contains(&"--decision-cache-secs") {
+        &[]
+    } else {
+        &["--decision-cache-secs", "0"]
+    };
     let p = Proc(
         Command::new(binary("vouch"))
             .arg("substituter")
             .args(extra)
+            .args(cache)
             .arg("--config")
             .arg(config)
             .args([

@@ -231,10 +231,11 @@ fn a_split_view_is_refused_by_witnesses_and_clients() {
 
     // The witness refuses the fork when the operator pushes it (422) and
     // keeps the honest checkpoint.
-    let agent = ureq::Agent::new();
+    let fork_log =
+        vouch::log_client::LogClient::new(vouch::http::HttpClient::from_env().unwrap(), &fork.url);
     let req = vouch_spec::witness::AddCheckpoint {
         old_size: 80,
-        proof: vouch::fetch::consistency_proof(&agent, &fork.url, 80, 100).unwrap(),
+        proof: fork_log.consistency_proof(80, 100).unwrap(),
         checkpoint: fork.get("/checkpoint").1,
     };
     let (s, _, b) = w.add_checkpoint(&req.encode());

@@ -6,123 +6,15 @@
 //! none disagreeing. The substituter also sits behind the lying-log proxy
 //! (`vouch_tests::lying`) with Nix asking it, and must refuse every lie.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use vouch_spec::attestation::Attestation;
-use vouch_spec::nix::{NarInfo, NixSecretKey};
+use vouch_spec::nix::NixSecretKey;
+use vouch_tests::nixtool::{
+    copy_from, key_file, must, narinfo, nix_build, publish, sign, vouch_verify, NIX_CONFIG,
+};
 use vouch_tests::{binary, builder, free_port, static_server, temp_dir, Log};
-
-const NIX_CONFIG: &str = "experimental-features = nix-command\nbuild-users-group =\nsandbox = false\nsubstituters =\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0";
-
-fn nix(home: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .env("NIX_CONFIG", NIX_CONFIG)
-        .env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?} (install nix-bin, as .ci/run does): {e}"));
-    // stderr first, stdout last, so callers find printed paths at the end.
-    let text = format!(
-        "{}\n--- stdout ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    (out.status.success(), text)
-}
-
-fn must(home: &Path, args: &[&str]) -> String {
-    let (ok, out) = nix(home, args);
-    assert!(ok, "{args:?} failed:\n{out}");
-    out
-}
-
-/// Runs `nix-build <args> --no-out-link` and returns the store path it printed.
-fn nix_build(home: &Path, args: &[&str]) -> String {
-    let mut a = vec!["nix-build"];
-    a.extend_from_slice(args);
-    a.push("--no-out-link");
-    let out = must(home, &a);
-    out.lines()
-        .rev()
-        .find(|l| l.starts_with("/nix/store/"))
-        .unwrap_or_else(|| panic!("no store path in:\n{out}"))
-        .trim()
-        .to_string()
-}
-
-fn key_file(dir: &Path, k: &NixSecretKey) -> PathBuf {
-    let p = dir.join(format!("{}.sec", k.name()));
-    std::fs::write(&p, k.encode()).unwrap();
-    p
-}
-
-/// `vouch verify --config <config>` of the cached narinfo of `store_path`,
-/// with these tlog-proof files (by number, from `<hash>.vouch/`): its exit
-/// code and what it printed.
-fn vouch_verify(
-    config: &Path,
-    cache: &Path,
-    store_path: &str,
-    bundles: &[u32],
-) -> (Option<i32>, String) {
-    let hash = &Path::new(store_path).file_name().unwrap().to_str().unwrap()[..32];
-    let mut c = Command::new(binary("vouch"));
-    c.args(["verify", "--config"])
-        .arg(config)
-        .arg(cache.join(format!("{hash}.narinfo")));
-    for b in bundles {
-        c.arg("--bundle")
-            .arg(cache.join(format!("{hash}.vouch/{b}.tlog-proof")));
-    }
-    let out = c.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-/// `nix copy --to file://<cache>` the paths: publish them as a binary cache.
-fn publish(home: &Path, cache: &Path, paths: &[&str]) {
-    let to = format!("file://{}", cache.display());
-    let mut args = vec!["nix", "copy", "--to", &to];
-    args.extend_from_slice(paths);
-    must(home, &args);
-}
-
-/// `nix copy --from <substituter> --to <dest> <path>`, trusting the keys
-/// `tpk` (space-separated): whether Nix took it, and what it printed.
-fn copy_from(home: &Path, sub: &str, dest: &Path, path: &str, tpk: &str) -> (bool, String) {
-    nix(
-        home,
-        &[
-            "nix",
-            "copy",
-            "--from",
-            sub,
-            "--to",
-            dest.to_str().unwrap(),
-            path,
-            "--option",
-            "trusted-public-keys",
-            tpk,
-        ],
-    )
-}
-
-/// `nix store sign` the paths with `k` (its key file written into `dir`).
-fn sign(home: &Path, dir: &Path, k: &NixSecretKey, paths: &[&str]) {
-    let f = key_file(dir, k);
-    let mut args = vec!["nix", "store", "sign", "--key-file", f.to_str().unwrap()];
-    args.extend_from_slice(paths);
-    must(home, &args);
-}
-
-fn narinfo(cache: &Path, store_path: &str) -> NarInfo {
-    let hash = &Path::new(store_path).file_name().unwrap().to_str().unwrap()[..32];
-    NarInfo::parse(&std::fs::read(cache.join(format!("{hash}.narinfo"))).unwrap()).unwrap()
-}
 
 fn submit(log: &Log, a: &Attestation) {
     let (s, b) = log.submit(&a.encode(), false);
@@ -443,7 +335,7 @@ fn post_build_hook_spools_and_the_sender_delivers() {
             hook.to_str().unwrap(),
         ],
     );
-    let spooled = vouch::spool::pending(&spool).unwrap();
+    let spooled = spooled_files(&spool);
     assert_eq!(
         spooled.len(),
         1,
@@ -457,7 +349,7 @@ fn post_build_hook_spools_and_the_sender_delivers() {
         .status()
         .unwrap();
     assert!(st.success());
-    assert!(vouch::spool::pending(&spool).unwrap().is_empty());
+    assert!(spooled_files(&spool).is_empty());
     let hp = &Path::new(&path).file_name().unwrap().to_str().unwrap()[..32];
     let (s, body) = log.get(&format!("/vouch/v1/lookup/{hp}"));
     assert_eq!(s, 200);
@@ -472,9 +364,35 @@ fn post_build_hook_spools_and_the_sender_delivers() {
     // The attested NAR hash is the one Nix itself reports.
     let info = must(&home, &["nix", "path-info", "--json", &path]);
     let json = info.rsplit("--- stdout ---").next().unwrap_or(&info);
-    let pi = vouch::pathinfo::parse(json.trim().as_bytes()).unwrap();
-    assert_eq!(pi[0].nar_hash, entry.nar_hash);
+    assert_eq!(path_info_nar_hash(json.trim()), entry.nar_hash);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The attestation files a spool directory holds.
+fn spooled_files(spool: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(spool)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "attestation"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The NAR hash `nix path-info --json` printed for its one path (SRI
+/// `sha256-<base64>` or `sha256:<nix32>`, in either JSON shape Nix uses).
+fn path_info_nar_hash(json: &str) -> [u8; 32] {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let info = match &v {
+        serde_json::Value::Array(a) => a[0].clone(),
+        serde_json::Value::Object(m) => m.values().next().unwrap().clone(),
+        _ => panic!("unexpected path-info JSON {json}"),
+    };
+    let h = info["narHash"].as_str().unwrap();
+    match h.strip_prefix("sha256-") {
+        Some(b) => vouch_spec::b64::decode(b).unwrap().try_into().unwrap(),
+        None => vouch_spec::nix::narinfo::parse_sha256("narHash", h).unwrap(),
+    }
 }
 
 #[test]

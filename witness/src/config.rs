@@ -47,6 +47,16 @@ pub struct Config {
     /// Seconds a client has to send a request's headers.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
+    /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the client; ignored from anyone else.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// `add-checkpoint` requests per second per client address (0: off; 429).
+    #[serde(default)]
+    pub rate_limit_per_second: f64,
+    /// Burst above that rate.
+    #[serde(default = "default_burst")]
+    pub rate_limit_burst: f64,
     /// The logs.
     #[serde(default, rename = "log")]
     pub logs: Vec<LogConfig>,
@@ -68,15 +78,19 @@ fn default_header_timeout() -> u64 {
     10
 }
 
+fn default_burst() -> f64 {
+    20.0
+}
+
 fn default_poll() -> u64 {
     5
 }
 
 impl Config {
     /// Reads a TOML file.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
+    pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+            .map_err(|e| format!("reading config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
     }
 }

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,11 +48,56 @@ pub struct Witness {
     by_hash: HashMap<String, String>,
 }
 
-/// A refused request: the spec's status and a reason.
-#[derive(Debug)]
-pub struct Refusal {
-    /// What the spec says.
-    pub rejection: Rejection,
+/// Why an `add-checkpoint` was not cosigned: the request's fault (the
+/// statuses C2SP tlog-witness gives, 4xx), or the witness's own (500).
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    /// The spec's refusal.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The witness could not do its part (state lock, clock, disk); the
+    /// request may be fine.
+    #[error("the witness failed: {0}")]
+    Internal(String),
+}
+
+impl WitnessError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            WitnessError::Rejected(r) => r.status(),
+            WitnessError::Internal(_) => 500,
+        }
+    }
+}
+
+/// Why a witness could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A key file could not be made or read.
+    #[error(transparent)]
+    KeyFile(#[from] vouch::keyfile::KeyFileError),
+    /// The key file holds no cosigning key.
+    #[error(
+        "key file {0} is not a cosignature/v1 private key (make one with `vouch-witness keygen`)"
+    )]
+    NotAKey(String),
+    /// The name cannot be a cosigner name.
+    #[error("{0:?} is not a valid cosigner name (a schema-less URL: no spaces, no '+')")]
+    Name(String),
+    /// A configured log vkey does not parse.
+    #[error("log {origin}: vkey {vkey:?}: {err}")]
+    Vkey {
+        /// The log.
+        origin: String,
+        /// The vkey as written.
+        vkey: String,
+        /// What is wrong.
+        err: vouch_spec::note::NoteError,
+    },
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] store::StateError),
 }
 
 impl Witness {
@@ -62,8 +106,8 @@ impl Witness {
         signer: CosignatureSigner,
         dir: &Path,
         logs: &[config::LogConfig],
-    ) -> anyhow::Result<Witness> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    ) -> Result<Witness, SetupError> {
+        store::create_dir(dir)?;
         let mut map = HashMap::new();
         let mut by_hash = HashMap::new();
         for l in logs {
@@ -71,10 +115,13 @@ impl Witness {
                 .vkeys
                 .iter()
                 .map(|k| {
-                    Ed25519Verifier::from_vkey(k)
-                        .with_context(|| format!("log {}: vkey {k:?}", l.origin))
+                    Ed25519Verifier::from_vkey(k).map_err(|err| SetupError::Vkey {
+                        origin: l.origin.clone(),
+                        vkey: k.clone(),
+                        err,
+                    })
                 })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
             let state = store::load(dir, &l.origin)?;
             by_hash.insert(store::origin_hash(&l.origin), l.origin.clone());
             map.insert(
@@ -109,7 +156,7 @@ impl Witness {
 
     /// Handles an `add-checkpoint`: checks, persists, then cosigns. The
     /// per-log lock is held from reading the state to persisting the new one.
-    pub fn add_checkpoint(&self, req: &AddCheckpoint, now: u64) -> Result<Vec<u8>, Rejection> {
+    pub fn add_checkpoint(&self, req: &AddCheckpoint, now: u64) -> Result<Vec<u8>, WitnessError> {
         let origin = Note::parse(&req.checkpoint)
             .ok()
             .and_then(|n| n.text.split('\n').next().map(str::to_string))
@@ -119,11 +166,12 @@ impl Witness {
             Some(l) => l
                 .lock
                 .lock()
-                .map_err(|_| Rejection::BadRequest("witness state lock poisoned".into()))?,
+                .map_err(|_| WitnessError::Internal("state lock poisoned by a panic".into()))?,
             None => {
                 // Let the spec function produce the right status (400 or 404).
                 return check_add_checkpoint(req, |_| None, |_| WitnessState::empty())
-                    .map(|_| Vec::new());
+                    .map(|_| Vec::new())
+                    .map_err(WitnessError::from);
             }
         };
         let log = log.ok_or_else(|| Rejection::UnknownOrigin(origin.clone()))?;
@@ -142,13 +190,13 @@ impl Witness {
                 if matches!(e, Rejection::Inconsistent(_)) {
                     tracing::warn!(origin = %origin, error = %e, checkpoint = %String::from_utf8_lossy(&req.checkpoint), "possible log misbehaviour");
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         let cosig = self
             .signer
             .cosign(&accepted.note.text, now.max(1))
-            .ok_or_else(|| Rejection::BadRequest("clock out of range".into()))?;
+            .ok_or_else(|| WitnessError::Internal(format!("the clock ({now}) is out of range")))?;
         // Keep the log's verified signatures and ours.
         let mut stored = Note {
             text: accepted.note.text.clone(),
@@ -167,8 +215,8 @@ impl Witness {
         let bytes = stored.to_bytes();
         if let Err(e) = store::save(&self.dir, &origin, &bytes) {
             tracing::error!(error = %e, "persisting witness state failed");
-            return Err(Rejection::BadRequest(format!(
-                "witness could not persist its state: {e}"
+            return Err(WitnessError::Internal(format!(
+                "could not persist its state: {e}"
             )));
         }
         *guard = Some((
@@ -179,6 +227,12 @@ impl Witness {
             bytes,
         ));
         Ok(encode_response(&[cosig]))
+    }
+
+    /// The latest cosigned checkpoint for an origin.
+    pub fn cosigned(&self, origin: &str) -> Option<Vec<u8>> {
+        let g = self.logs.get(origin)?.lock.lock().ok()?;
+        g.as_ref().map(|s| s.1.clone())
     }
 
     /// The latest cosigned checkpoint for an origin hash.
@@ -218,15 +272,70 @@ pub const MAX_BODY_BYTES: usize = 64 << 10;
 /// Time allowed to send an `add-checkpoint` body.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn add_checkpoint(State(w): State<Arc<Witness>>, body: axum::body::Body) -> Response {
+/// What stands in front of the witness: which proxies may name the
+/// client, and the per-client rate of `add-checkpoint` requests.
+pub struct Front {
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: vouch::client_addr::TrustedProxies,
+    /// Requests per second per client address (0: unlimited).
+    pub rate_per_second: f64,
+    rates: vouch::ratelimit::Buckets<std::net::IpAddr>,
+}
+
+impl Front {
+    /// A front with these proxies and this rate (burst `burst`).
+    pub fn new(
+        trusted_proxies: vouch::client_addr::TrustedProxies,
+        rate_per_second: f64,
+        burst: f64,
+    ) -> Front {
+        Front {
+            trusted_proxies,
+            rate_per_second,
+            rates: vouch::ratelimit::Buckets::new(rate_per_second, burst),
+        }
+    }
+}
+
+impl Default for Front {
+    fn default() -> Front {
+        Front::new(Default::default(), 0.0, 1.0)
+    }
+}
+
+type WState = State<(Arc<Witness>, Arc<Front>)>;
+
+async fn add_checkpoint(
+    State((w, front)): WState,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     use vouch::serve::BodyError;
+    let client = vouch::client_addr::client_addr(peer.ip(), &headers, &front.trusted_proxies);
+    if !front.rates.take(vouch::ratelimit::rate_key(client), 1.0) {
+        let mut r = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "rate limit of {} requests/s for {client} exceeded\n",
+                front.rate_per_second
+            ),
+        );
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return r;
+    }
     let body = match vouch::serve::read_body(body, MAX_BODY_BYTES, BODY_TIMEOUT, |_| true).await {
         Ok(b) => b,
         Err(e) => {
             let status = match e {
                 BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-                BodyError::Read(_) | BodyError::Refused => StatusCode::BAD_REQUEST,
+                BodyError::Read(_) => StatusCode::BAD_REQUEST,
+                // No budget is charged here; kept for completeness.
+                BodyError::Refused => StatusCode::SERVICE_UNAVAILABLE,
             };
             return text(status, format!("{e}\n"));
         }
@@ -243,22 +352,25 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: axum::body::Body) -
             body,
         )
             .into_response(),
-        Ok(Err(Rejection::Conflict { current, .. })) => (
+        Ok(Err(WitnessError::Rejected(Rejection::Conflict { current, .. }))) => (
             StatusCode::CONFLICT,
             [(header::CONTENT_TYPE, SIZE_CONTENT_TYPE)],
             format!("{current}\n"),
         )
             .into_response(),
         Ok(Err(e)) => text(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             format!("{e}\n"),
         ),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the witness failed: {e}\n"),
+        ),
     }
 }
 
 async fn monitoring(
-    State(w): State<Arc<Witness>>,
+    State((w, _)): WState,
     UrlPath((hash, leaf)): UrlPath<(String, String)>,
 ) -> Response {
     if leaf != "checkpoint" {
@@ -279,30 +391,40 @@ async fn monitoring(
 }
 
 /// The witness's routes.
-pub fn router(w: Arc<Witness>, submission_prefix: &str, monitoring_prefix: &str) -> Router {
+pub fn router(
+    w: Arc<Witness>,
+    front: Front,
+    submission_prefix: &str,
+    monitoring_prefix: &str,
+) -> Router {
     let sub = submission_prefix.trim_end_matches('/');
     let mon = monitoring_prefix.trim_end_matches('/');
     Router::new()
         .route(&format!("{sub}/add-checkpoint"), post(add_checkpoint))
         .route(&format!("{mon}/{{hash}}/{{leaf}}"), get(monitoring))
-        .with_state(w)
+        .with_state((w, Arc::new(front)))
 }
 
-/// Writes a new cosigning key (mode 0600) and returns it.
-pub fn keygen(path: &Path, name: &str) -> anyhow::Result<CosignatureSigner> {
+/// Writes a new cosigning key (mode 0600, never overwriting) and returns it.
+pub fn keygen(path: &Path, name: &str) -> Result<CosignatureSigner, SetupError> {
     let s = CosignatureSigner::from_seed(name, &vouch::keyfile::random_seed()?)
-        .with_context(|| format!("{name:?} is not a valid cosigner name"))?;
-    vouch::keyfile::create(path, &s.skey()).context("the key file must not exist yet")?;
+        .map_err(|_| SetupError::Name(name.to_string()))?;
+    vouch::keyfile::create(path, &s.skey())?;
     Ok(s)
 }
 
 /// Loads a cosigning key, refusing files others can read.
-pub fn load_key(path: &Path) -> anyhow::Result<CosignatureSigner> {
+pub fn load_key(path: &Path) -> Result<CosignatureSigner, SetupError> {
     let text = vouch::keyfile::read(path)?;
-    CosignatureSigner::from_skey(&text).with_context(|| {
-        format!(
-            "key file {} is not a cosignature/v1 private key",
-            path.display()
-        )
-    })
+    CosignatureSigner::from_skey(&text).map_err(|_| SetupError::NotAKey(path.display().to_string()))
+}
+
+/// The monitoring URL path of a log's cosigned checkpoint under `prefix`
+/// (C2SP tlog-witness: `<prefix>/<hex SHA-256 of the origin>/checkpoint`).
+pub fn monitoring_path(prefix: &str, origin: &str) -> String {
+    format!(
+        "{}/{}/checkpoint",
+        prefix.trim_end_matches('/'),
+        store::origin_hash(origin)
+    )
 }

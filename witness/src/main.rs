@@ -2,8 +2,7 @@
 //! monitor a Vouch log for disagreeing builders and misbehaviour.
 #![forbid(unsafe_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +40,10 @@ enum Command {
         /// Override the listen address.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Override the key file (under systemd: `--key %d/witness.key`
+        /// with `LoadCredential=`).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Follow a Vouch log: verify every entry and checkpoint, report
     /// disagreeing builders, unconfirmed watched keys and log misbehaviour
@@ -92,19 +95,41 @@ fn run() -> anyhow::Result<i32> {
             println!("{}", s.verifier().vkey());
             Ok(0)
         }
-        Command::Serve { config, listen } => {
-            let mut cfg = Config::load(&config)?;
+        Command::Serve {
+            config,
+            listen,
+            key,
+        } => {
+            let mut cfg = Config::load(&config).map_err(anyhow::Error::msg)?;
             if let Some(l) = listen {
                 cfg.listen = l;
             }
+            if let Some(k) = key {
+                cfg.key_file = k;
+            }
+            let front = vouch_witness::Front::new(
+                vouch::client_addr::TrustedProxies::parse(&cfg.trusted_proxies)
+                    .map_err(anyhow::Error::msg)?,
+                cfg.rate_limit_per_second,
+                cfg.rate_limit_burst,
+            );
             let signer = vouch_witness::load_key(&cfg.key_file)?;
             let w = Arc::new(Witness::new(signer, &cfg.data_dir, &cfg.logs)?);
             println!("{}", w.vkey());
+            for l in &cfg.logs {
+                eprintln!(
+                    "log {}: cosigned checkpoint at http://{}{}",
+                    l.origin,
+                    cfg.listen,
+                    vouch_witness::monitoring_path(&cfg.monitoring_prefix, &l.origin)
+                );
+            }
             let w2 = w.clone();
             let interval = Duration::from_secs(cfg.poll_interval_secs.max(1));
+            let http = vouch::http::HttpClient::from_env()?;
             std::thread::Builder::new()
                 .name("pull".into())
-                .spawn(move || pull::run(w2, interval))?;
+                .spawn(move || pull::run(w2, http, interval))?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -113,6 +138,7 @@ fn run() -> anyhow::Result<i32> {
                     .await
                     .with_context(|| format!("listening on {}", cfg.listen))?;
                 tracing::info!(addr = %listener.local_addr()?, "witness serving");
+                vouch::serve::notify_ready();
                 let limits = vouch::serve::Limits {
                     max_connections: cfg.max_connections.max(1),
                     header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
@@ -121,11 +147,9 @@ fn run() -> anyhow::Result<i32> {
                 .fit_to_fd_limit();
                 vouch::serve::serve(
                     listener,
-                    vouch_witness::router(w, &cfg.submission_prefix, &cfg.monitoring_prefix),
+                    vouch_witness::router(w, front, &cfg.submission_prefix, &cfg.monitoring_prefix),
                     limits,
-                    async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    },
+                    vouch::serve::shutdown_signal(),
                 )
                 .await;
                 anyhow::Ok(0)
@@ -141,24 +165,38 @@ fn run() -> anyhow::Result<i32> {
             interval_secs,
             metrics_listen,
         } => {
-            let mut m = monitor::Monitor::new(monitor::Settings {
-                url: log,
-                vkey,
-                state,
-                watch,
-                grace_secs,
-            })?;
+            let mut m = monitor::Monitor::new(
+                monitor::Settings {
+                    url: log,
+                    vkey,
+                    state,
+                    watch,
+                    grace_secs,
+                },
+                vouch::http::HttpClient::from_env()?,
+            )?;
             if let Some(addr) = metrics_listen {
-                let counters = m.counters.clone();
-                let l = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-                std::thread::spawn(move || {
-                    for mut s in l.incoming().flatten() {
-                        let mut buf = [0u8; 1024];
-                        let _ = s.read(&mut buf);
-                        let body = counters.render();
-                        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-                    }
-                });
+                let mut registry = vouch::metrics::Registry::default();
+                m.counters.register(&mut registry);
+                let router = axum::Router::new()
+                    .route("/metrics", vouch::metrics::route(Arc::new(registry)));
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()?;
+                let listener = rt
+                    .block_on(tokio::net::TcpListener::bind(addr))
+                    .with_context(|| format!("listening on {addr}"))?;
+                std::thread::Builder::new()
+                    .name("metrics".into())
+                    .spawn(move || {
+                        rt.block_on(vouch::serve::serve(
+                            listener,
+                            router,
+                            vouch::serve::Limits::default().fit_to_fd_limit(),
+                            std::future::pending(),
+                        ))
+                    })?;
             }
             if once {
                 return Ok(m.round()?.0);

@@ -5,27 +5,31 @@
 //! disagree and watched keys that nobody independent confirms.
 //!
 //! Reports are JSON lines on stdout; the state (position, frontier, and the
-//! path map) is saved as JSON after every round so a restart resumes.
+//! path map) is saved as JSON after every round so a restart resumes. Each
+//! new checkpoint is judged against the kept one by the shared checkpoint
+//! tracker (`vouch::tracker`); the monitor's position moves only once every
+//! entry up to it was read and the recomputed root matched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use vouch::log_client::LogClient;
+use vouch::tracker::{MemoryStore, Relation, Tracker, TrackerError};
 use vouch_spec::attestation::{Entry, References};
-use vouch_spec::checkpoint::{open_checkpoint, Checkpoint};
+use vouch_spec::checkpoint::open_checkpoint;
 use vouch_spec::compact::CompactRange;
 use vouch_spec::hash::Hash;
 use vouch_spec::nix::{NixPublicKey, StorePath};
 use vouch_spec::note::Ed25519Verifier;
 use vouch_spec::tile::{Tile, TileKind, TILE_WIDTH};
-use vouch_spec::{bundle, consistency, hex, leaf_hash};
-
-use vouch::fetch::{consistency_proof, get as fetch};
+use vouch_spec::{bundle, leaf_hash};
 
 /// Monitor settings.
 #[derive(Clone, Debug)]
@@ -63,6 +67,7 @@ struct Pending {
 pub struct MonitorState {
     size: u64,
     frontier: Vec<String>,
+    /// The last checkpoint fully read (signed note text).
     checkpoint: String,
     /// store path → builder key → attestations (more than one = equivocation).
     paths: BTreeMap<String, BTreeMap<String, Vec<Attested>>>,
@@ -70,32 +75,49 @@ pub struct MonitorState {
     reported: BTreeSet<String>,
 }
 
-/// Counters for `/metrics`.
-#[derive(Default)]
+/// The monitor's metrics.
+#[derive(Clone, Default)]
 pub struct Counters {
     /// Entries processed.
-    pub entries: AtomicU64,
+    pub entries: Gauge,
     /// Disagreements reported.
-    pub disagreements: AtomicU64,
+    pub disagreements: Counter,
     /// Unconfirmed watched attestations reported.
-    pub unconfirmed: AtomicU64,
+    pub unconfirmed: Counter,
     /// Log misbehaviour reports.
-    pub misbehaviour: AtomicU64,
+    pub misbehaviour: Counter,
     /// Invalid entries.
-    pub invalid: AtomicU64,
+    pub invalid: Counter,
 }
 
 impl Counters {
-    /// Prometheus text.
-    pub fn render(&self) -> String {
-        format!(
-            "# TYPE vouch_monitor_entries gauge\nvouch_monitor_entries {}\n# TYPE vouch_monitor_disagreements_total counter\nvouch_monitor_disagreements_total {}\n# TYPE vouch_monitor_unconfirmed_total counter\nvouch_monitor_unconfirmed_total {}\n# TYPE vouch_monitor_log_misbehaviour_total counter\nvouch_monitor_log_misbehaviour_total {}\n# TYPE vouch_monitor_invalid_entries_total counter\nvouch_monitor_invalid_entries_total {}\n",
-            self.entries.load(Ordering::Relaxed),
-            self.disagreements.load(Ordering::Relaxed),
-            self.unconfirmed.load(Ordering::Relaxed),
-            self.misbehaviour.load(Ordering::Relaxed),
-            self.invalid.load(Ordering::Relaxed)
-        )
+    /// Registers them in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vouch_monitor_entries",
+            "Entries read and checked.",
+            self.entries.clone(),
+        );
+        registry.register(
+            "vouch_monitor_disagreements",
+            "Paths for which builders attested different NARs.",
+            self.disagreements.clone(),
+        );
+        registry.register(
+            "vouch_monitor_unconfirmed",
+            "Watched keys' attestations no independent builder confirmed within the grace period.",
+            self.unconfirmed.clone(),
+        );
+        registry.register(
+            "vouch_monitor_log_misbehaviour",
+            "Inconsistent checkpoints or trees that do not match their checkpoint.",
+            self.misbehaviour.clone(),
+        );
+        registry.register(
+            "vouch_monitor_invalid_entries",
+            "Entries that do not decode or whose signature does not verify.",
+            self.invalid.clone(),
+        );
     }
 }
 
@@ -108,8 +130,9 @@ pub struct Severity(pub i32);
 pub struct Monitor {
     settings: Settings,
     verifier: Ed25519Verifier,
+    origin: String,
     watch: Vec<NixPublicKey>,
-    agent: ureq::Agent,
+    log: LogClient,
     state: MonitorState,
     /// Metrics.
     pub counters: Arc<Counters>,
@@ -121,9 +144,10 @@ fn report(v: serde_json::Value) {
 
 impl Monitor {
     /// A monitor resuming from its state file, if any.
-    pub fn new(settings: Settings) -> anyhow::Result<Monitor> {
+    pub fn new(settings: Settings, http: vouch::http::HttpClient) -> anyhow::Result<Monitor> {
         let verifier = Ed25519Verifier::from_vkey(&settings.vkey)
             .with_context(|| format!("log vkey {:?}", settings.vkey))?;
+        let origin = vouch_spec::note::NoteVerifier::name(&verifier).to_string();
         let watch = settings
             .watch
             .iter()
@@ -136,14 +160,12 @@ impl Monitor {
             .with_context(|| format!("{} is not a monitor state file", p.display()))?,
             _ => MonitorState::default(),
         };
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(60))
-            .build();
         Ok(Monitor {
+            log: LogClient::new(http, &settings.url),
             settings,
             verifier,
+            origin,
             watch,
-            agent,
             state,
             counters: Arc::default(),
         })
@@ -151,53 +173,42 @@ impl Monitor {
 
     fn save(&self) -> anyhow::Result<()> {
         if let Some(p) = &self.settings.state {
-            let tmp = p.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&self.state)?)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))?;
+            vouch::atomic::write(p, &serde_json::to_vec(&self.state)?)
+                .with_context(|| format!("writing {}", p.display()))?;
         }
         Ok(())
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.settings.url.trim_end_matches('/'))
     }
 
     /// One round: catch up to the log's current checkpoint. Returns the severity.
     pub fn round(&mut self) -> anyhow::Result<Severity> {
         let mut sev = Severity(0);
-        let cp_bytes = fetch(&self.agent, &self.url("checkpoint"), 1 << 20)?;
+        let cp_bytes = self.log.checkpoint()?;
         let opened = open_checkpoint(&cp_bytes, &[&self.verifier])
             .context("the log's checkpoint does not verify")?;
         let cp = opened.checkpoint;
         let old = self.state.size;
-        let old_cp = if self.state.checkpoint.is_empty() {
-            None
+        let kept = if self.state.checkpoint.is_empty() {
+            MemoryStore::default()
         } else {
-            Checkpoint::parse(&self.state.checkpoint).ok()
+            MemoryStore::with(&self.origin, self.state.checkpoint.clone().into_bytes())
         };
-        if let Some(prev) = &old_cp {
-            let ok = if cp.size < old {
-                Err(anyhow::anyhow!("tree shrank from {old} to {}", cp.size))
-            } else if cp.size == old {
-                if cp.root == prev.root {
-                    Ok(())
-                } else {
-                    Err(anyhow::anyhow!("two roots for size {old}"))
-                }
-            } else {
-                // A failed fetch ends the round as an error; only a proof
-                // that does not verify is evidence of misbehaviour.
-                let p = consistency_proof(&self.agent, &self.settings.url, old, cp.size)?;
-                consistency::verify(old, cp.size, &p, &prev.root, &cp.root).map_err(Into::into)
-            };
-            if let Err(e) = ok {
-                self.counters.misbehaviour.fetch_add(1, Ordering::Relaxed);
-                report(
-                    json!({"kind": "log_inconsistent", "error": e.to_string(), "old_checkpoint": self.state.checkpoint, "new_checkpoint": String::from_utf8_lossy(&cp_bytes)}),
-                );
-                return Ok(Severity(2));
+        let tracker = Tracker::new(kept);
+        // A failed fetch ends the round as an error; only a proof that
+        // does not verify is evidence of misbehaviour.
+        let problem = match tracker.check(&self.origin, &cp_bytes, &cp, &self.log) {
+            Ok(c) if c.relation == Relation::Behind => {
+                Some(format!("tree shrank from {old} to {}", cp.size))
             }
+            Ok(_) => None,
+            Err(TrackerError::Fork(f)) => Some(f.why.to_string()),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(error) = problem {
+            self.counters.misbehaviour.inc();
+            report(
+                json!({"kind": "log_inconsistent", "error": error, "old_checkpoint": self.state.checkpoint, "new_checkpoint": String::from_utf8_lossy(&cp_bytes)}),
+            );
+            return Ok(Severity(2));
         }
         // Read the new entries, rebuilding the tree.
         let frontier: Vec<Hash> = self
@@ -212,7 +223,7 @@ impl Monitor {
             let b = index / TILE_WIDTH;
             let t =
                 Tile::in_tree(TileKind::Entries, b, cp.size).context("bundle beyond the tree")?;
-            let data = fetch(&self.agent, &self.url(&t.path()), 64 << 20)?;
+            let data = self.log.tile(&t, vouch::tiles::MAX_BUNDLE_BYTES)?;
             let entries =
                 bundle::decode_width(&data, usize::from(t.width)).with_context(|| t.path())?;
             for e in &entries[(index % TILE_WIDTH) as usize..] {
@@ -221,9 +232,11 @@ impl Monitor {
                 index += 1;
             }
         }
-        self.counters.entries.store(cp.size, Ordering::Relaxed);
+        self.counters
+            .entries
+            .set(i64::try_from(cp.size).unwrap_or(i64::MAX));
         if cr.root() != cp.root {
-            self.counters.misbehaviour.fetch_add(1, Ordering::Relaxed);
+            self.counters.misbehaviour.inc();
             report(
                 json!({"kind": "log_tree_mismatch", "size": cp.size, "checkpoint": String::from_utf8_lossy(&cp_bytes), "computed_root": cr.root().to_base64()}),
             );
@@ -231,7 +244,7 @@ impl Monitor {
         }
         self.state.size = cp.size;
         self.state.frontier = cr.hashes().iter().map(|h| h.to_base64()).collect();
-        self.state.checkpoint = cp.to_text();
+        self.state.checkpoint = String::from_utf8_lossy(&cp_bytes).into_owned();
         sev = sev.max(self.check_pending());
         self.save()?;
         Ok(sev)
@@ -241,28 +254,22 @@ impl Monitor {
         let e = match Entry::decode(bytes) {
             Ok(e) => e,
             Err(err) => {
-                self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+                self.counters.invalid.inc();
                 report(json!({"kind": "invalid_entry", "index": index, "error": err.to_string()}));
                 return Severity(1);
             }
         };
         let refs = match &e.references {
             References::Inline(_) => None,
-            References::Digest(d) => fetch(
-                &self.agent,
-                &self.url(&format!("vouch/v1/references/{}", hex::encode(d))),
-                8 << 20,
-            )
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(|s| {
-                s.lines()
+            References::Digest(d) => self.log.references(d).ok().flatten().map(|names| {
+                names
+                    .iter()
                     .filter_map(|l| StorePath::from_base(e.path.store_dir(), l).ok())
                     .collect::<Vec<_>>()
             }),
         };
         if let Err(err) = e.verify(refs.as_deref()) {
-            self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+            self.counters.invalid.inc();
             report(
                 json!({"kind": "invalid_entry", "index": index, "path": e.path.full(), "key": e.key.to_string(), "error": err.to_string()}),
             );
@@ -304,7 +311,7 @@ impl Monitor {
                 .flat_map(|(k, v)| v.iter().map(move |a| json!({"key": k, "nar_hash": a.nar_hash, "nar_size": a.nar_size, "index": a.index})))
                 .collect();
             if self.state.reported.insert(id) {
-                self.counters.disagreements.fetch_add(1, Ordering::Relaxed);
+                self.counters.disagreements.inc();
                 report(json!({"kind": "disagreement", "path": path, "attestations": attestations}));
             }
             return Severity(1);
@@ -329,7 +336,7 @@ impl Monitor {
             if now.saturating_sub(p.seen) >= self.settings.grace_secs {
                 let id = format!("unconfirmed {} {} {}", p.path, p.key, p.nar_hash);
                 if self.state.reported.insert(id) {
-                    self.counters.unconfirmed.fetch_add(1, Ordering::Relaxed);
+                    self.counters.unconfirmed.inc();
                     report(
                         json!({"kind": "unconfirmed", "path": p.path, "key": p.key, "nar_hash": p.nar_hash, "index": p.index, "age_secs": now.saturating_sub(p.seen)}),
                     );

@@ -6,20 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use vouch::http::HttpError;
+use vouch::log_client::{FetchError, LogClient};
 use vouch_spec::attestation::Attestation;
 
-/// Writes an attestation into the spool (tmp file + rename).
+/// Writes an attestation into the spool, atomically and durably.
 pub fn put(spool: &Path, a: &Attestation) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(spool)?;
     let name = format!(
         "{}-{}.attestation",
         a.path.hash_part(),
         a.key.name().replace('/', "_")
     );
-    let tmp = spool.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, a.encode())?;
     let dest = spool.join(name);
-    std::fs::rename(&tmp, &dest)?;
+    vouch::atomic::write(&dest, &a.encode())?;
     Ok(dest)
 }
 
@@ -56,42 +55,35 @@ enum Outcome {
     Retry(u64),
 }
 
-fn send(agent: &ureq::Agent, url: &str, files: &[PathBuf]) -> std::io::Result<Outcome> {
+fn send(log: &LogClient, files: &[PathBuf]) -> std::io::Result<Outcome> {
     let mut body = Vec::new();
     for f in files {
         body.extend(std::fs::read(f)?);
     }
-    Ok(
-        match agent
-            .post(url)
-            .set("Content-Type", "text/plain")
-            .send_bytes(&body)
-        {
-            Ok(_) => Outcome::Accepted,
-            Err(ureq::Error::Status(code @ (400 | 403 | 413), r)) => {
-                let reason = r.into_string().unwrap_or_default();
-                // "attestation N: …" names the culprit.
-                let bad = reason
-                    .strip_prefix("attestation ")
-                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .filter(|i| *i < files.len());
-                Outcome::Refused(code, reason, bad)
-            }
-            Err(ureq::Error::Status(code, r)) => {
-                let retry = r
-                    .header("Retry-After")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(5);
-                tracing::info!(code, retry, "log busy; will retry");
-                Outcome::Retry(retry)
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "log unreachable; will retry");
-                Outcome::Retry(5)
-            }
-        },
-    )
+    Ok(match log.submit(&body, false) {
+        Ok(_) => Outcome::Accepted,
+        Err(FetchError::Http(HttpError::Status {
+            status: code @ (400 | 403 | 413),
+            reason,
+            ..
+        })) => {
+            // "attestation N: …" names the culprit.
+            let bad = reason
+                .strip_prefix("attestation ")
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|i| *i < files.len());
+            Outcome::Refused(code, reason, bad)
+        }
+        Err(e) => {
+            let retry = match &e {
+                FetchError::Http(h) => h.retry_after().unwrap_or(5),
+                FetchError::Invalid { .. } => 5,
+            };
+            tracing::info!(error = %e, retry, "log busy or unreachable; will retry");
+            Outcome::Retry(retry)
+        }
+    })
 }
 
 fn reject(spool: &Path, f: &Path, code: u16, reason: &str) -> std::io::Result<()> {
@@ -99,9 +91,9 @@ fn reject(spool: &Path, f: &Path, code: u16, reason: &str) -> std::io::Result<()
     std::fs::create_dir_all(&rejected)?;
     let name = f.file_name().unwrap_or_default();
     std::fs::rename(f, rejected.join(name))?;
-    std::fs::write(
-        rejected.join(name).with_extension("reason"),
-        format!("HTTP {code}: {reason}"),
+    vouch::atomic::write(
+        &rejected.join(name).with_extension("reason"),
+        format!("HTTP {code}: {reason}").as_bytes(),
     )?;
     tracing::warn!(file = %f.display(), code, reason = %reason.trim(), "log rejected attestation; moved to rejected/");
     Ok(())
@@ -109,19 +101,13 @@ fn reject(spool: &Path, f: &Path, code: u16, reason: &str) -> std::io::Result<()
 
 /// Sends up to `batch` spooled files in one request. Accepted files are
 /// removed; files the log refuses for good move to `rejected/` with the reason.
-pub fn deliver(
-    agent: &ureq::Agent,
-    log: &str,
-    spool: &Path,
-    batch: usize,
-) -> std::io::Result<Delivery> {
+pub fn deliver(log: &LogClient, spool: &Path, batch: usize) -> std::io::Result<Delivery> {
     let files: Vec<PathBuf> = pending(spool)?.into_iter().take(batch.max(1)).collect();
     let mut d = Delivery::default();
     if files.is_empty() {
         return Ok(d);
     }
-    let url = format!("{}/vouch/v1/submit", log.trim_end_matches('/'));
-    match send(agent, &url, &files)? {
+    match send(log, &files)? {
         Outcome::Accepted => {
             for f in &files {
                 std::fs::remove_file(f)?;
@@ -139,7 +125,7 @@ pub fn deliver(
         Outcome::Refused(..) => {
             // The log did not say which: find out one file at a time.
             for f in &files {
-                match send(agent, &url, std::slice::from_ref(f))? {
+                match send(log, std::slice::from_ref(f))? {
                     Outcome::Accepted => {
                         std::fs::remove_file(f)?;
                         d.sent += 1;
@@ -162,13 +148,10 @@ pub fn deliver(
 
 /// Delivers until the spool is empty (or, with `once`, one pass), backing
 /// off exponentially (up to a minute) while the log is busy or unreachable.
-pub fn run(log: &str, spool: &Path, batch: usize, once: bool) -> std::io::Result<usize> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build();
+pub fn run(log: &LogClient, spool: &Path, batch: usize, once: bool) -> std::io::Result<usize> {
     let mut backoff = 1u64;
     loop {
-        let d = deliver(&agent, log, spool, batch)?;
+        let d = deliver(log, spool, batch)?;
         if d.sent > 0 || d.rejected > 0 {
             tracing::info!(sent = d.sent, rejected = d.rejected, "delivered");
             backoff = 1;
