@@ -15,16 +15,29 @@ use vouch_spec::compact::CompactRange;
 use vouch_spec::hash::Hash;
 use vouch_spec::tile::{TileNodes, TILE_HEIGHT, TILE_WIDTH};
 
-use crate::store::{interior_record, StoreError};
+use crate::interior::interior_record;
 
 /// Tile levels a tree of up to 2^64 leaves can have.
 pub const TILE_LEVELS: u8 = 8;
 
 /// Reads the stored hash tiles at the tree's edge.
 pub trait TileReader {
+    /// The reader's failures.
+    type Error;
     /// The hashes stored for the hash tile at `level`, `index` (as many as
     /// were committed, full or partial), or `None`.
-    fn read_hashes(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>, StoreError>;
+    fn read_hashes(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>, Self::Error>;
+}
+
+/// Why leaves could not be integrated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrateError<E> {
+    /// The reader failed.
+    #[error(transparent)]
+    Read(E),
+    /// The stored edge does not fit the tree (a missing or short tile).
+    #[error("{0}")]
+    Edge(String),
 }
 
 /// The result of integrating a batch of leaves.
@@ -40,21 +53,22 @@ pub struct Integrated {
 
 /// The partial tile at the edge of `level` for a tree of `size` leaves:
 /// (index, hashes so far).
-fn edge_tile(
-    reader: &(impl TileReader + ?Sized),
+fn edge_tile<R: TileReader + ?Sized>(
+    reader: &R,
     level: u8,
     size: u64,
-) -> Result<(u64, Vec<Hash>), StoreError> {
+) -> Result<(u64, Vec<Hash>), IntegrateError<R::Error>> {
     let count = size >> (u32::from(level) * u32::from(TILE_HEIGHT));
     let (index, width) = (count / TILE_WIDTH, (count % TILE_WIDTH) as usize);
     if width == 0 {
         return Ok((index, Vec::new()));
     }
     let mut hashes = reader
-        .read_hashes(level, index)?
-        .ok_or_else(|| StoreError::Corrupt(format!("edge tile {level}/{index} is missing")))?;
+        .read_hashes(level, index)
+        .map_err(IntegrateError::Read)?
+        .ok_or_else(|| IntegrateError::Edge(format!("edge tile {level}/{index} is missing")))?;
     if hashes.len() < width {
-        return Err(StoreError::Corrupt(format!(
+        return Err(IntegrateError::Edge(format!(
             "edge tile {level}/{index} holds {} hashes, the tree needs {width}",
             hashes.len()
         )));
@@ -65,11 +79,11 @@ fn edge_tile(
 
 /// Appends `leaves` to the tree whose right edge is `from`, reading the
 /// edge tiles through `reader` (see the module documentation).
-pub fn integrate(
-    reader: &(impl TileReader + ?Sized),
+pub fn integrate<R: TileReader + ?Sized>(
+    reader: &R,
     from: &CompactRange,
     leaves: &[Hash],
-) -> Result<Integrated, StoreError> {
+) -> Result<Integrated, IntegrateError<R::Error>> {
     let mut range = from.clone();
     let mut out = Integrated::default();
     if leaves.is_empty() {
@@ -129,7 +143,8 @@ mod tests {
     struct Tiles(HashMap<(u8, u64), Vec<Hash>>);
 
     impl TileReader for Tiles {
-        fn read_hashes(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>, StoreError> {
+        type Error = std::convert::Infallible;
+        fn read_hashes(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>, Self::Error> {
             Ok(self.0.get(&(level, index)).cloned())
         }
     }
@@ -174,6 +189,6 @@ mod tests {
         let leaves: Vec<Hash> = (0..10u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
         let first = integrate(&Tiles::default(), &CompactRange::new(), &leaves).unwrap();
         let e = integrate(&Tiles::default(), &first.range, &leaves).unwrap_err();
-        assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+        assert!(matches!(e, IntegrateError::Edge(_)), "{e}");
     }
 }

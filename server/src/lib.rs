@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod integrate;
+pub mod interior;
 pub mod keys;
 pub mod nodes;
 pub mod proofs;

@@ -17,7 +17,8 @@ use vouch_spec::merkle::{NodeId, NodeSource};
 use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT};
 
 use crate::integrate::TileReader;
-use crate::store::{interior_offset, Reads, StoreError};
+use crate::interior::interior_offset;
+use crate::store::{Reads, StoreError};
 
 /// Tiles kept with all their nodes: full tiles above level 0, and the
 /// partial tiles at the edge (replaced as they grow).

@@ -448,8 +448,9 @@ fn sequence(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interior::{interior_offset, INTERIOR_ROWS};
     use crate::nodes::TreeReader;
-    use crate::store::{interior_offset, MemStore, Reads, INTERIOR_ROWS};
+    use crate::store::{MemStore, Reads};
     use vouch_spec::merkle::{MemoryTree, NodeSource};
     use vouch_spec::tile::TILE_WIDTH;
     use vouch_spec::{consistency, inclusion};

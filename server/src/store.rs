@@ -22,9 +22,8 @@
 use std::path::Path;
 
 use vouch_spec::hash::{Hash, HASH_LEN};
-use vouch_spec::tile::TileNodes;
 
-use crate::integrate::TileReader;
+use crate::integrate::{IntegrateError, TileReader};
 
 /// Storage failures. Any of them means nothing of the commit was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +44,15 @@ pub enum StoreError {
     /// Stored bytes are not what this version wrote.
     #[error("stored state is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<IntegrateError<StoreError>> for StoreError {
+    fn from(e: IntegrateError<StoreError>) -> StoreError {
+        match e {
+            IntegrateError::Read(e) => e,
+            IntegrateError::Edge(m) => StoreError::Corrupt(m),
+        }
+    }
 }
 
 /// What the sequencer needs to restart exactly where it stopped.
@@ -99,7 +107,7 @@ pub struct Commit {
     /// New entries: (index, canonical bytes).
     pub entries: Vec<(u64, Vec<u8>)>,
     /// Interior nodes of full tiles: (tile level, tile index, record of
-    /// the tile's rows 4 to 7, see [`INTERIOR_ROWS`]).
+    /// the tile's rows 4 to 7, see [`crate::interior::INTERIOR_ROWS`]).
     pub interiors: Vec<(u8, u64, Vec<u8>)>,
     /// Leaf hash → index, for exact duplicate detection.
     pub leaves: Vec<(Hash, u64)>,
@@ -113,7 +121,7 @@ pub struct Commit {
 
 /// What the sequencer needs (see the module documentation for the
 /// durability contract of [`Store::commit`]).
-pub trait Store: TileReader + Send + Sync + 'static {
+pub trait Store: TileReader<Error = StoreError> + Send + Sync + 'static {
     /// The last committed state, if any.
     fn state(&self) -> Result<Option<DurableState>, StoreError>;
     /// Writes a commit atomically and durably (synced), or not at all.
@@ -134,7 +142,7 @@ pub trait Store: TileReader + Send + Sync + 'static {
 pub trait Reads: Send + Sync + 'static {
     /// Stored contents of a hash tile (full, or the widest partial so far).
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Stored interior record of a full hash tile ([`INTERIOR_ROWS`]).
+    /// Stored interior record of a full hash tile ([`crate::interior::INTERIOR_ROWS`]).
     fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// The entry at `index`.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
@@ -148,23 +156,18 @@ pub trait Reads: Send + Sync + 'static {
 
 /// Hashes from stored tile bytes (a multiple of 32 bytes).
 pub fn decode_tile(level: u8, index: u64, data: &[u8]) -> Result<Vec<Hash>, StoreError> {
-    if !data.len().is_multiple_of(HASH_LEN) || data.len() > 256 * HASH_LEN {
-        return Err(StoreError::Corrupt(format!(
-            "tile {level}/{index} is {} bytes",
-            data.len()
-        )));
-    }
-    Ok(data
-        .chunks_exact(HASH_LEN)
-        .map(|c| {
-            let mut h = [0u8; HASH_LEN];
-            h.copy_from_slice(c);
-            Hash(h)
-        })
-        .collect())
+    let corrupt = || StoreError::Corrupt(format!("tile {level}/{index} is {} bytes", data.len()));
+    let width = u16::try_from(data.len() / HASH_LEN).map_err(|_| corrupt())?;
+    let tile = vouch_spec::tile::Tile {
+        kind: vouch_spec::tile::TileKind::Hash { level },
+        index,
+        width,
+    };
+    vouch_spec::tile::decode_hashes(&tile, data).map_err(|_| corrupt())
 }
 
 impl<R: Reads + ?Sized> TileReader for R {
+    type Error = StoreError;
     fn read_hashes(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>, StoreError> {
         self.tile(level, index)?
             .map(|d| decode_tile(level, index, &d))
@@ -181,38 +184,6 @@ fn tile_key(level: u8, index: u64) -> [u8; 10] {
     k[1] = level;
     k[2..].copy_from_slice(&index.to_be_bytes());
     k
-}
-
-/// Rows (heights within a tile) whose nodes are stored beside each full
-/// tile, so an inclusion proof never hashes more than 15 tile hashes per
-/// tile: the nodes of rows 4, 5, 6 and 7 (16 + 8 + 4 + 2 = 30 hashes, 960
-/// bytes per 256 entries). Rows 1–3 are recomputed (at most 7 hashes each).
-pub const INTERIOR_ROWS: std::ops::RangeInclusive<u8> = 4..=7;
-
-/// Where the node in `row` at `pos` (within its tile) sits in an interior
-/// record, in hashes; `None` for rows that are not stored.
-pub fn interior_offset(row: u8, pos: usize) -> Option<usize> {
-    if !INTERIOR_ROWS.contains(&row) {
-        return None;
-    }
-    // Rows 4.. hold 16, 8, 4, 2 nodes.
-    let before: usize = (4..row).map(|r| 256usize >> r).sum();
-    (pos < 256usize >> row).then_some(before + pos)
-}
-
-/// Hashes in one interior record.
-pub const INTERIOR_HASHES: usize = 30;
-
-/// The interior record of a full tile: its nodes in [`INTERIOR_ROWS`],
-/// row by row, at the offsets [`interior_offset`] gives.
-pub fn interior_record(nodes: &TileNodes) -> Vec<u8> {
-    let mut out = Vec::with_capacity(INTERIOR_HASHES * HASH_LEN);
-    for row in INTERIOR_ROWS {
-        for h in nodes.row(row) {
-            out.extend_from_slice(&h.0);
-        }
-    }
-    out
 }
 
 fn entry_key(index: u64) -> [u8; 9] {
