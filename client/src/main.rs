@@ -124,19 +124,29 @@ enum Command {
         /// Directory to write into.
         #[arg(long)]
         out: PathBuf,
+        /// Wait up to this many seconds for the log to serve an attestation
+        /// of the path (one just sent may not be covered by a served
+        /// checkpoint yet).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
         /// The store path (or its hash part).
         path: String,
     },
-    /// Print a C2SP tlog-policy file for a log and its witnesses, for the
-    /// client configuration's policy_file.
+    /// Print a C2SP tlog-policy file for a log and its witnesses: the
+    /// client configuration's policy_file, or (with --witness-url) a log's
+    /// witness_policy. Witnesses are named by their keys' names.
     Policy {
-        /// The log's verifier key (as `vouch-log` prints it).
+        /// The log's verifier key (as `vouch-log keygen` prints it).
         #[arg(long)]
         log_vkey: String,
-        /// A witness, as NAME=VKEY (its cosigner vkey, as `vouch-witness`
-        /// prints it); repeatable.
-        #[arg(long = "witness", value_name = "NAME=VKEY")]
+        /// A witness's cosigner vkey (as `vouch-witness keygen` prints it);
+        /// repeatable.
+        #[arg(long = "witness-vkey", value_name = "VKEY")]
         witnesses: Vec<String>,
+        /// The submission URL of the witness given in the same position
+        /// (for a log's witness_policy); repeatable.
+        #[arg(long = "witness-url", value_name = "URL")]
+        witness_urls: Vec<String>,
         /// How many of the witnesses must cosign (default: all of them;
         /// none without witnesses).
         #[arg(long)]
@@ -588,7 +598,12 @@ fn run() -> anyhow::Result<i32> {
             };
             Ok(print_verdict(&n.store_path.full(), &verdict))
         }
-        Command::Proof { log, out, path } => {
+        Command::Proof {
+            log,
+            out,
+            wait,
+            path,
+        } => {
             let hash = path
                 .rsplit('/')
                 .next()
@@ -609,7 +624,14 @@ fn run() -> anyhow::Result<i32> {
                 };
                 Exit(code, e.to_string())
             };
-            let lookup = client.lookup(&hash, false).map_err(unreachable)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            let lookup = loop {
+                let l = client.lookup(&hash, false).map_err(unreachable)?;
+                if !l.entries.is_empty() || std::time::Instant::now() >= deadline {
+                    break l;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            };
             anyhow::ensure!(
                 !lookup.entries.is_empty(),
                 "log {log} has no attestation for {hash}"
@@ -627,9 +649,13 @@ fn run() -> anyhow::Result<i32> {
         Command::Policy {
             log_vkey,
             witnesses,
+            witness_urls,
             quorum,
         } => {
-            print!("{}", policy_text(&log_vkey, &witnesses, quorum)?);
+            print!(
+                "{}",
+                policy_text(&log_vkey, &witnesses, &witness_urls, quorum)?
+            );
             Ok(0)
         }
         Command::Substituter {
@@ -783,25 +809,35 @@ fn checkpoint_size(note: &[u8]) -> Option<u64> {
         .map(|c| c.size)
 }
 
-/// A tlog-policy for `log_vkey` and `NAME=VKEY` witnesses, requiring
-/// `quorum` of them (all by default).
+/// A tlog-policy for `log_vkey` and the witnesses `vkeys` (named by their
+/// keys' names, with the URLs in `urls` by position), requiring `quorum`
+/// of them (all by default).
 fn policy_text(
     log_vkey: &str,
-    witnesses: &[String],
+    vkeys: &[String],
+    urls: &[String],
     quorum: Option<usize>,
 ) -> anyhow::Result<String> {
     vouch_spec::note::Ed25519Verifier::from_vkey(log_vkey)
         .with_context(|| format!("--log-vkey {log_vkey:?} is not a log verifier key"))?;
+    anyhow::ensure!(
+        urls.len() <= vkeys.len(),
+        "{} --witness-url for {} --witness-vkey",
+        urls.len(),
+        vkeys.len()
+    );
     let mut text = format!("log {log_vkey}\n");
     let mut names = Vec::new();
-    for w in witnesses {
-        let (name, vkey) = w
-            .split_once('=')
-            .with_context(|| format!("--witness {w:?}: want NAME=VKEY"))?;
-        vouch_spec::cosignature::CosignatureVerifier::from_vkey(vkey)
-            .with_context(|| format!("--witness {name}: {vkey:?} is not a cosigner vkey"))?;
-        text.push_str(&format!("witness {name} {vkey}\n"));
-        names.push(name.to_string());
+    for (i, vkey) in vkeys.iter().enumerate() {
+        let v = vouch_spec::cosignature::CosignatureVerifier::from_vkey(vkey)
+            .with_context(|| format!("--witness-vkey {vkey:?} is not a cosigner vkey"))?;
+        let name = vouch_spec::note::NoteVerifier::name(&v).to_string();
+        anyhow::ensure!(!names.contains(&name), "two witnesses named {name}");
+        match urls.get(i) {
+            Some(url) => text.push_str(&format!("witness {name} {vkey} {url}\n")),
+            None => text.push_str(&format!("witness {name} {vkey}\n")),
+        }
+        names.push(name);
     }
     match (names.len(), quorum) {
         (0, None | Some(0)) => text.push_str("quorum none\n"),

@@ -32,7 +32,7 @@ enum Command {
     /// 127.0.0.1:8080, with a key created on first start.
     Serve {
         /// TOML configuration file; flags given here override it. Every
-        /// setting has a default (see README).
+        /// setting has a default (README.md, section "Running the log").
         #[arg(long)]
         config: Option<PathBuf>,
         /// Directory for the database (and the key, unless --key is given).

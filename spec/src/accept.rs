@@ -355,6 +355,12 @@ fn log_checks(
         .as_deref()
         .and_then(origin)
         .or_else(|| kept.checkpoint.as_ref().map(|(_, c)| c.origin.clone()))
+        .or_else(|| {
+            shown.entries.iter().find_map(|c| match &c.inclusion {
+                Inclusion::Bundle { checkpoint, .. } => origin(checkpoint),
+                _ => None,
+            })
+        })
         .unwrap_or_default();
     if kept.forked {
         f.fail(1, Rejection::Refused { origin });

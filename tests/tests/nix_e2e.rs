@@ -743,3 +743,93 @@ fn the_substituter_refuses_every_lie_and_nix_gets_nothing() {
     let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&dir).status();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Report mode: real Nix gets a path nobody attested (Nix's own signature
+/// check passes), while the substituter logs and counts the refusal
+/// enforcing would have made; in enforce mode the same path is refused.
+#[test]
+fn report_mode_serves_an_unattested_path_and_counts_what_enforcing_would_refuse() {
+    let dir = temp_dir("report");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        dir.join("default.nix"),
+        format!(
+            r#"derivation {{ name = "vouch-e2e-unattested"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo unattested {} > $out" ]; }}"#,
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let path = nix_build(&home, &[dir.join("default.nix").to_str().unwrap()]);
+    let k = builder(24);
+    sign(&home, &dir, &k, &[&path]);
+    let cache = dir.join("cache");
+    publish(&home, &cache, &[&path]);
+    let (_up, upstream) = static_server(&cache);
+    let log = Log::start("");
+    std::fs::write(
+        dir.join("policy"),
+        format!("log {}\nquorum none\n", log.vkey),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("client.toml"),
+        format!(
+            "log_url = \"{}\"\npolicy_file = \"{}\"\ntrusted_builders = [\"{}\"]\nstate_dir = \"{}\"\n\n[substituter]\nmode = \"report\"\n",
+            log.url,
+            dir.join("policy").display(),
+            k.public(),
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let stderr = dir.join("substituter.log");
+    let _sub = vouch_tests::Proc(
+        Command::new(binary("vouch"))
+            .args(["substituter", "--config"])
+            .arg(dir.join("client.toml"))
+            .args([
+                "--upstream",
+                &upstream,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("VOUCH_LOG", "warn")
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    vouch_tests::wait_port(port);
+    let sub = format!("http://127.0.0.1:{port}");
+    let tpk = k.public().to_string();
+    let (ok, out) = copy_from(&home, &sub, &dir.join("dest"), &path, &tpk);
+    assert!(ok, "report mode serves what the upstream has:\n{out}");
+    assert_eq!(decisions(&sub, "too_few_builders"), 1);
+    let m = ureq::get(&format!("{sub}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        m.contains("vouch_substituter_report_only_total{decision=\"too_few_builders\"} 1"),
+        "{m}"
+    );
+    let logged = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        logged.contains("would reject")
+            && logged.contains("too_few_builders")
+            && logged.contains(&path),
+        "{logged}"
+    );
+    // The same path in enforce mode: refused.
+    let enforce = std::fs::read_to_string(dir.join("client.toml"))
+        .unwrap()
+        .replace("mode = \"report\"", "mode = \"enforce\"")
+        .replace("state\"", "state-enforce\"");
+    std::fs::write(dir.join("enforce.toml"), enforce).unwrap();
+    let (_sub2, sub2) = vouch_tests::substituter(&dir.join("enforce.toml"), &upstream, &[]);
+    let (ok, _) = copy_from(&home, &sub2, &dir.join("dest2"), &path, &tpk);
+    assert!(!ok, "enforce mode refuses it");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -110,6 +110,9 @@ fn submit(agent: &ureq::Agent, log: &str, body: &[u8]) -> anyhow::Result<(u64, u
     }
 }
 
+/// How long a served checkpoint may take to cover the last entry.
+const COVER_TIMEOUT_SECS: u64 = 300;
+
 /// What one connection saw: latencies (ms), highest index, retries, raw bytes.
 type Submitter = (Vec<f64>, u64, u64, u64);
 
@@ -135,13 +138,17 @@ pub fn run(keys: &[NixSecretKey], o: &Opts) -> anyhow::Result<Report> {
             gen::produce(&keys, r, b, threads, tx)
         }))
     };
+    // Only the submitters hold the receiver: when they all stop (the log
+    // died), the producer's next send fails and it stops too.
     let rx = Arc::new(Mutex::new(rx));
+    let receivers: Vec<_> = (0..o.connections).map(|_| rx.clone()).collect();
+    drop(rx);
     let cpu0 = o.pid.and_then(sys::cpu_secs);
     let start = Instant::now();
     let results: Vec<anyhow::Result<Submitter>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..o.connections)
-            .map(|_| {
-                let rx = rx.clone();
+        let handles: Vec<_> = receivers
+            .into_iter()
+            .map(|rx| {
                 s.spawn(move || {
                     let agent = ureq::AgentBuilder::new()
                         .timeout(Duration::from_secs(120))
@@ -178,8 +185,15 @@ pub fn run(keys: &[NixSecretKey], o: &Opts) -> anyhow::Result<Report> {
         retries += rt;
         raw += b;
     }
-    let agent = ureq::AgentBuilder::new().build();
+    // Every request has a deadline, and so has the wait for a covering
+    // checkpoint: a log that stops answering ends the run with an error.
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
     while checkpoint_size(&agent, &o.log)? <= max {
+        if start.elapsed() > Duration::from_secs(acked.ceil() as u64 + COVER_TIMEOUT_SECS) {
+            bail!("no checkpoint covered entry {max} within {COVER_TIMEOUT_SECS}s of the last acknowledgement");
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
     let covered = start.elapsed().as_secs_f64();

@@ -145,7 +145,9 @@ pub fn bundles(
     n: usize,
     secs: f64,
 ) -> anyhow::Result<BundleReport> {
-    let agent = ureq::AgentBuilder::new().build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
     let mut rng = Rng::new(42);
     let mut texts = Vec::new();
     for _ in 0..n {

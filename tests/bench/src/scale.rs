@@ -128,7 +128,9 @@ fn start_log(dir: &Path) -> anyhow::Result<Log> {
     let mut vkey = String::new();
     BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut vkey)?;
     let url = format!("http://127.0.0.1:{port}");
-    let agent = ureq::AgentBuilder::new().build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
     let t = Instant::now();
     while agent.get(&format!("{url}/checkpoint")).call().is_err() {
         if t.elapsed() > Duration::from_secs(30) {

@@ -1,0 +1,95 @@
+//! Backfill's resumable loop against a cache that is down, then up: the
+//! first run retries, stops, exits non-zero with the number of paths left
+//! and records nothing as done; the rerun logs every path.
+
+use std::process::{Command, Output, Stdio};
+
+use vouch_tests::{
+    attestation, binary, builder, free_port, narinfo_of, temp_dir, wait_port, Log, Proc,
+};
+
+fn backfill(cache: &str, log: &Log, dir: &std::path::Path) -> Output {
+    Command::new(binary("vouch"))
+        .args(["backfill", "--cache", cache, "--log", &log.url, "--key"])
+        .arg(builder(1).public().to_string())
+        .arg("--paths")
+        .arg(dir.join("paths"))
+        .arg("--state")
+        .arg(dir.join("backfill.state"))
+        .args(["--attempts", "2", "--rate", "0"])
+        .env("VOUCH_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_cache_that_is_down_leaves_everything_to_do_and_the_rerun_does_it() {
+    let dir = temp_dir("backfill-down");
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mut list = String::new();
+    for i in 0..5u64 {
+        let a = attestation(&builder(1), 100 + i, 0);
+        let mut n = narinfo_of(&a);
+        n.sigs.push(a.nix_signature());
+        std::fs::write(
+            cache.join(format!("{}.narinfo", a.path.hash_part())),
+            n.to_text(),
+        )
+        .unwrap();
+        list.push_str(&format!("{}\n", a.path));
+    }
+    std::fs::write(dir.join("paths"), &list).unwrap();
+    let log = Log::start("");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+
+    // Down: connection refused on every attempt.
+    let first = backfill(&url, &log, &dir);
+    let (out, err) = (
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr),
+    );
+    assert_eq!(first.status.code(), Some(3), "{out}{err}");
+    assert!(
+        err.contains("5 paths left undone") && err.contains(&url),
+        "{err}"
+    );
+    assert!(out.contains("backfilled 0 paths: 0 attestations"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("backfill.state"))
+            .unwrap_or_default()
+            .trim(),
+        "0",
+        "nothing recorded as done"
+    );
+    assert_eq!(
+        vouch_tests::checkpoint_size(&log.get("/checkpoint").1),
+        Some(0)
+    );
+
+    // Up: the rerun logs every path.
+    let _server = Proc(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(&cache)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    let second = backfill(&url, &log, &dir);
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{out}");
+    assert!(
+        out.contains("backfilled 5 paths: 5 attestations submitted"),
+        "{out}"
+    );
+    assert_eq!(
+        vouch_tests::checkpoint_size(&log.get("/checkpoint").1),
+        Some(5)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
