@@ -248,6 +248,61 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
+    /// Rebuild here what other builders attested, and attest what this
+    /// machine got, agreeing or not, so that k-of-n agreement exists for
+    /// real paths. Work comes from the log (paths --watch keys attested
+    /// that no other key confirmed yet) or from --paths (store paths and
+    /// .drv files). A derivation is the entry's deriver when it is in the
+    /// store and builds the path, or one of --expr's (say, the release file
+    /// the paths came from). Outputs are built here, never substituted.
+    /// Resumable (--state): a finished derivation is never rebuilt. Prints
+    /// a summary at the end (rebuilt, agreed, disagreed, skipped with
+    /// reasons).
+    Rebuild {
+        /// The log's URL.
+        #[arg(long)]
+        log: String,
+        /// The log's vkey, to check the checkpoints work is read under.
+        #[arg(long)]
+        log_vkey: Option<String>,
+        /// This rebuilder's Nix secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// A builder key (Nix name:base64) whose unconfirmed attestations
+        /// are work; repeatable.
+        #[arg(long)]
+        watch: Vec<String>,
+        /// Rebuild the store paths and .drv files listed in this file
+        /// instead of reading work from the log.
+        #[arg(long)]
+        paths: Option<PathBuf>,
+        /// A Nix expression file whose derivations map outputs to
+        /// derivations (for entries whose deriver is not in the store).
+        #[arg(long)]
+        expr: Option<PathBuf>,
+        /// The Nix store to build in (a store URI; an absolute path is a
+        /// chroot store). Default: Nix's.
+        #[arg(long)]
+        store: Option<String>,
+        /// Where the rebuilder keeps its state.
+        #[arg(long, default_value = "vouch-rebuild-state")]
+        state: PathBuf,
+        /// Builds at once.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Time budget per build, seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+        /// Disk budget per build, bytes of the store's filesystem.
+        #[arg(long)]
+        max_build_disk: Option<u64>,
+        /// Keep following the log, reading new work every this many seconds.
+        #[arg(long)]
+        follow: Option<u64>,
+        /// Serve Prometheus metrics at this address (/metrics).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
     /// Clear the fork record of the configured log after investigating its evidence.
     ClearFork {
         /// Client configuration (TOML).
@@ -291,54 +346,13 @@ fn load_key(key: &Path) -> anyhow::Result<NixSecretKey> {
     })
 }
 
-fn nix_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let out = std::process::Command::new("nix")
-        .args(["--extra-experimental-features", "nix-command"])
-        .args(args)
-        .output()
-        .with_context(|| format!("running `nix {}` (is nix on PATH?)", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`nix {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
-}
-
-fn path_info(path: &str, store: Option<&str>) -> anyhow::Result<cli::pathinfo::PathInfo> {
-    let mut args = vec!["path-info", "--json"];
-    if let Some(s) = store {
-        args.extend(["--store", s]);
-    }
-    args.push(path);
-    let infos = cli::pathinfo::parse(&nix_json(&args)?)?;
-    infos
-        .into_iter()
-        .next()
-        .with_context(|| format!("nix path-info printed nothing for {path}"))
-}
-
-/// Output paths of a derivation, from `nix show-derivation` (Nix 2.8) or
-/// `nix derivation show` (newer Nix).
+/// Output paths of a derivation.
 fn drv_outputs(drv: &str) -> anyhow::Result<Vec<String>> {
-    let json =
-        nix_json(&["show-derivation", drv]).or_else(|_| nix_json(&["derivation", "show", drv]))?;
-    let v: serde_json::Value = serde_json::from_slice(&json).context("parsing derivation JSON")?;
-    let mut out = Vec::new();
-    for d in v.as_object().into_iter().flat_map(|m| m.values()) {
-        for o in d["outputs"]
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.values())
-        {
-            if let Some(p) = o["path"].as_str() {
-                out.push(p.to_string());
-            }
-        }
-    }
-    Ok(out)
+    Ok(cli::nixcmd::Nix::default()
+        .derivations(&[drv])?
+        .into_values()
+        .flat_map(|d| d.outputs.into_values())
+        .collect())
 }
 
 fn attest_from_fs(p: &str, sk: &NixSecretKey) -> anyhow::Result<Attestation> {
@@ -381,7 +395,7 @@ fn post_build_hook(key: &Path, spool: &Path) -> anyhow::Result<()> {
         paths = drv_outputs(&drv)?;
     }
     for p in paths {
-        let i = path_info(&p, None)?;
+        let i = cli::nixcmd::Nix::default().path_info(&p)?;
         let a = Attestation::sign(i.path, i.nar_hash, i.nar_size, i.references, i.deriver, &sk);
         let f = cli::spool::put(spool, &a)
             .with_context(|| format!("writing to spool {}", spool.display()))?;
@@ -498,7 +512,10 @@ fn run() -> anyhow::Result<i32> {
                 }
                 (None, Some(p)) if from_fs => attest_from_fs(&p, &sk)?,
                 (None, Some(p)) => {
-                    let i = path_info(&p, store.as_deref())?;
+                    let i = cli::nixcmd::Nix {
+                        store: store.clone(),
+                    }
+                    .path_info(&p)?;
                     Attestation::sign(i.path, i.nar_hash, i.nar_size, i.references, i.deriver, &sk)
                 }
                 (None, None) => bail!("give a store path or --narinfo FILE"),
@@ -785,6 +802,71 @@ fn run() -> anyhow::Result<i32> {
                 .into());
             }
             Ok(0)
+        }
+        Command::Rebuild {
+            log,
+            log_vkey,
+            key,
+            watch,
+            paths,
+            expr,
+            store,
+            state,
+            jobs,
+            timeout,
+            max_build_disk,
+            follow,
+            metrics_listen,
+        } => {
+            let watch = watch
+                .iter()
+                .map(|k| {
+                    vouch_spec::nix::NixPublicKey::parse(k)
+                        .with_context(|| format!("--watch {k:?} is not a Nix public key"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            anyhow::ensure!(
+                paths.is_some() || !watch.is_empty(),
+                "give --watch KEY (work from the log) or --paths FILE"
+            );
+            let log_vkey = log_vkey
+                .map(|v| {
+                    vouch_spec::note::Ed25519Verifier::from_vkey(&v)
+                        .with_context(|| format!("--log-vkey {v:?}"))
+                })
+                .transpose()?;
+            let r = cli::rebuild::Rebuilder::new(cli::rebuild::Settings {
+                log: LogClient::new(http()?, &log),
+                log_vkey,
+                key: load_key(&key)?,
+                watch,
+                nix: cli::nixcmd::Nix { store },
+                expr,
+                state,
+                jobs,
+                timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                disk: max_build_disk,
+            })?;
+            if let Some(addr) = metrics_listen {
+                let mut registry = vouch::metrics::Registry::default();
+                r.metrics.register(&mut registry);
+                vouch::metrics::serve_in_background(addr, registry)
+                    .with_context(|| format!("listening on {addr}"))?;
+            }
+            loop {
+                let work = match &paths {
+                    Some(f) => cli::rebuild::work_from_list(f)?,
+                    None => r.scan()?,
+                };
+                let summary = r.run(work)?;
+                println!("{summary}");
+                match follow {
+                    Some(secs) if paths.is_none() => {
+                        std::thread::sleep(std::time::Duration::from_secs(secs.max(1)))
+                    }
+                    _ => return Ok(0),
+                }
+            }
         }
         Command::ClearFork { config } => {
             let v = Verifier::new(load_config(&config)?)?;

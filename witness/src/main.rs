@@ -178,25 +178,8 @@ fn run() -> anyhow::Result<i32> {
             if let Some(addr) = metrics_listen {
                 let mut registry = vouch::metrics::Registry::default();
                 m.counters.register(&mut registry);
-                let router = axum::Router::new()
-                    .route("/metrics", vouch::metrics::route(Arc::new(registry)));
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()?;
-                let listener = rt
-                    .block_on(tokio::net::TcpListener::bind(addr))
+                vouch::metrics::serve_in_background(addr, registry)
                     .with_context(|| format!("listening on {addr}"))?;
-                std::thread::Builder::new()
-                    .name("metrics".into())
-                    .spawn(move || {
-                        rt.block_on(vouch::serve::serve(
-                            listener,
-                            router,
-                            vouch::serve::Limits::default().fit_to_fd_limit(),
-                            std::future::pending(),
-                        ))
-                    })?;
             }
             if once {
                 return Ok(m.round()?.0);
