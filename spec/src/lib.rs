@@ -17,11 +17,13 @@
 //! | [`policy`] | C2SP tlog-policy |
 //! | [`nix`] | Nix's nix32, store paths, narinfo, keys and fingerprints |
 //! | [`attestation`] | the Vouch attestation entry (`spec/PROTOCOL.md` §3) |
+//! | [`batch`] | many Ed25519 signatures verified at once, as strictly as one by one |
 //! | [`tracker`] | whether a checkpoint extends the one a party kept (§7 step 4, tlog-witness), forks as evidence |
 //! | [`accept`] | the client acceptance rule (§7) as one function: the decision with every reason |
 //!
 //! Everything is implemented here from the specifications, on `sha2`,
-//! `ed25519-dalek`, `base64` and `hex` only. Other implementations are test
+//! `ed25519-dalek` (and `curve25519-dalek` for batches), `base64` and `hex`
+//! only. Other implementations are test
 //! oracles, not dependencies: the transparency-dev Merkle vectors, a real
 //! Tessera log, the C2SP examples, the real `nix` binary for the Nix vectors,
 //! and Go's `golang.org/x/mod/sumdb/note` and `sumdb/tlog`
@@ -35,6 +37,7 @@
 pub mod accept;
 pub mod attestation;
 pub mod b64;
+pub mod batch;
 pub mod bundle;
 pub mod checkpoint;
 pub mod compact;
