@@ -33,29 +33,15 @@ pub fn route<S: Clone + Send + Sync + 'static>(
 
 /// Serves `registry` at `GET /metrics` on `addr` from a thread of its own
 /// (for programs without a server of their own: the monitor, the
-/// rebuilder), through the same serving loop as every Vouch server.
+/// rebuilder).
 pub fn serve_in_background(
     addr: std::net::SocketAddr,
     registry: Registry,
 ) -> std::io::Result<std::net::SocketAddr> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
-    let local = listener.local_addr()?;
-    let router = axum::Router::new().route("/metrics", route(Arc::new(registry)));
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            rt.block_on(crate::serve::serve(
-                listener,
-                router,
-                crate::serve::Limits::default().fit_to_fd_limit(),
-                std::future::pending(),
-            ))
-        })?;
-    Ok(local)
+    crate::serve::spawn(
+        addr,
+        axum::Router::new().route("/metrics", route(Arc::new(registry))),
+    )
 }
 
 /// The registry as an HTTP response.

@@ -163,6 +163,34 @@ pub async fn serve(
     let _ = tokio::time::timeout(limits.grace, slots.acquire_many(all)).await;
 }
 
+/// Serves `router` on `addr` from a thread of its own, with its own
+/// runtime, through [`serve`] with the default limits, until the process
+/// exits (for programs whose main thread does other work: the monitor's web
+/// view, metrics beside a batch job). Returns the bound address once it is
+/// listening.
+pub fn spawn(
+    addr: std::net::SocketAddr,
+    router: axum::Router,
+) -> std::io::Result<std::net::SocketAddr> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name(format!("serve {local}"))
+        .spawn(move || {
+            rt.block_on(serve(
+                listener,
+                router,
+                Limits::default().fit_to_fd_limit(),
+                std::future::pending(),
+            ))
+        })?;
+    Ok(local)
+}
+
 /// Tells systemd the service is ready (`Type=notify` units), when it asked
 /// by setting `NOTIFY_SOCKET`; otherwise does nothing. Call once listening.
 pub fn notify_ready() {

@@ -5,6 +5,7 @@
 pub mod lying;
 pub mod nixtool;
 pub mod tls;
+pub mod webdriver;
 
 use std::io::Read;
 use std::net::TcpListener;

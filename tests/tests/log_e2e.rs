@@ -337,7 +337,7 @@ fn a_path_with_hundreds_of_references_is_logged_in_digest_form() {
     assert_eq!(listed.len(), 400);
     e.verify(Some(&listed)).unwrap();
     // And the monitor, which fetches the list itself, finds nothing wrong.
-    let state = vouch_tests::temp_dir("digest-monitor").join("state.json");
+    let state = vouch_tests::temp_dir("digest-monitor").join("monitor");
     let out = std::process::Command::new(vouch_tests::binary("vouch-witness"))
         .args([
             "monitor", "--once", "--log", &log.url, "--vkey", &log.vkey, "--state",

@@ -334,7 +334,7 @@ fn the_monitor_refuses_a_bundle_with_an_entry_dropped() {
         .args([
             "monitor", "--once", "--log", &p.url, "--vkey", &log.vkey, "--state",
         ])
-        .arg(dir.join("state.json"))
+        .arg(dir.join("monitor"))
         .env("VOUCH_LOG", "warn")
         .output()
         .unwrap();

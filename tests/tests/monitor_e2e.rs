@@ -27,7 +27,7 @@ fn monitor(log: &Log, state: &std::path::Path, extra: &[&str]) -> (i32, Vec<Valu
 #[test]
 fn monitor_reports_disagreement_unconfirmed_keys_and_forks() {
     let dir = vouch_tests::temp_dir("monitor");
-    let state = dir.join("state.json");
+    let state = dir.join("monitor");
     let log = Log::start("");
     // Builders 1 and 2 agree on paths 0..10; builder 3 disagrees on path 4.
     let mut body = Vec::new();

@@ -47,7 +47,7 @@ enum Command {
     },
     /// Follow a Vouch log: verify every entry and checkpoint, report
     /// disagreeing builders, unconfirmed watched keys and log misbehaviour
-    /// as JSON lines on stdout.
+    /// as JSON lines on stdout, and serve the reports as web pages.
     Monitor {
         /// The log's tlog-tiles prefix, e.g. http://127.0.0.1:8080.
         #[arg(long)]
@@ -55,7 +55,9 @@ enum Command {
         /// The log's verifier key (vkey).
         #[arg(long)]
         vkey: String,
-        /// State file to resume from and save to (JSON).
+        /// The monitor's database directory (RocksDB), resumed from and
+        /// committed to after every chunk of entries. Without it, a
+        /// temporary one is used and removed at exit (a one-off check).
         #[arg(long)]
         state: Option<PathBuf>,
         /// A builder key (Nix name:base64) whose attestations need an
@@ -71,10 +73,59 @@ enum Command {
         /// Seconds between rounds when following.
         #[arg(long, default_value_t = 10)]
         interval_secs: u64,
+        /// Threads fetching and verifying entries.
+        #[arg(long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// Serve the web view (overview, search, paths, builders,
+        /// disagreements, each also as JSON under /api/) and /metrics here.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// Serve Prometheus metrics at this address (/metrics).
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Print a monitor's reports as JSON from its database (safe while
+    /// the monitor runs).
+    Report {
+        /// The monitor's database directory.
+        #[arg(long)]
+        state: PathBuf,
+        #[command(subcommand)]
+        what: ReportWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportWhat {
+    /// Everything concluded: entries read, every builder's counters, every
+    /// disagreement with all its attestations.
+    All,
+    /// Every builder key with its counters.
+    Builders,
+    /// One builder key's record and a page of what it attested (the
+    /// CT-style record of what a watched key signed).
+    Builder {
+        /// The key (Nix name:base64).
+        key: String,
+        /// Start the page at this entry index.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Page size.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Every builder's NAR hash and size for store paths matching a full
+    /// store path, a base name or (the beginning of) a hash part.
+    Path {
+        /// What to look for.
+        query: String,
+    },
+    /// The disagreements, with every attestation of their paths.
+    Disagreements,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn main() {
@@ -163,24 +214,49 @@ fn run() -> anyhow::Result<i32> {
             grace_secs,
             once,
             interval_secs,
+            jobs,
+            listen,
             metrics_listen,
         } => {
+            let temporary = state.is_none();
+            let state = state.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("vouch-monitor-{}", std::process::id()))
+            });
+            let _cleanup = Cleanup(temporary.then(|| state.clone()));
             let mut m = monitor::Monitor::new(
                 monitor::Settings {
                     url: log,
                     vkey,
-                    state,
+                    state: state.clone(),
                     watch,
                     grace_secs,
+                    jobs,
                 },
                 vouch::http::HttpClient::from_env()?,
-            )?;
-            if let Some(addr) = metrics_listen {
-                let mut registry = vouch::metrics::Registry::default();
-                m.counters.register(&mut registry);
-                vouch::metrics::serve_in_background(addr, registry)
+            )
+            .with_context(|| format!("opening the monitor database {}", state.display()))?;
+            let mut registry = vouch::metrics::Registry::default();
+            m.counters.register(&mut registry);
+            let registry = Arc::new(registry);
+            if let Some(addr) = listen {
+                let web = Arc::new(monitor::web::Web {
+                    db: m.db.clone(),
+                    origin: m.origin().to_string(),
+                    status: m.status.clone(),
+                    registry: registry.clone(),
+                });
+                let local = vouch::serve::spawn(addr, monitor::web::router(web))
                     .with_context(|| format!("listening on {addr}"))?;
+                eprintln!("monitor web view at http://{local}/");
             }
+            if let Some(addr) = metrics_listen {
+                vouch::serve::spawn(
+                    addr,
+                    axum::Router::new().route("/metrics", vouch::metrics::route(registry)),
+                )
+                .with_context(|| format!("listening on {addr}"))?;
+            }
+            vouch::serve::notify_ready();
             if once {
                 return Ok(m.round()?.0);
             }
@@ -194,6 +270,40 @@ fn run() -> anyhow::Result<i32> {
                 }
                 std::thread::sleep(Duration::from_secs(interval_secs));
             }
+        }
+        Command::Report { state, what } => {
+            let db = monitor::db::MonitorDb::open_read_only(&state)
+                .with_context(|| format!("opening the monitor database {}", state.display()))?;
+            use monitor::report;
+            let out = match what {
+                ReportWhat::All => serde_json::to_value(report::conclusions(&db)?)?,
+                ReportWhat::Builders => serde_json::to_value(report::builders(&db)?)?,
+                ReportWhat::Builder { key, after, limit } => {
+                    match report::builder(&db, &key, after, limit)? {
+                        Some(r) => serde_json::to_value(r)?,
+                        None => anyhow::bail!("no attestation by {key} was read"),
+                    }
+                }
+                ReportWhat::Path { query } => {
+                    serde_json::to_value(report::search(&db, &query, 100)?)?
+                }
+                ReportWhat::Disagreements => {
+                    serde_json::to_value(report::disagreements(&db, "", usize::MAX)?)?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(0)
+        }
+    }
+}
+
+/// Removes a temporary database at exit.
+struct Cleanup(Option<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_dir_all(p);
         }
     }
 }

@@ -409,10 +409,7 @@ impl Rebuilder {
     }
 
     /// Builds `drv` here and returns (output path → (NAR hash, size, refs)).
-    fn build(
-        &self,
-        drv: &str,
-    ) -> anyhow::Result<Result<Vec<BuiltOutput>, Outcome>> {
+    fn build(&self, drv: &str) -> anyhow::Result<Result<Vec<BuiltOutput>, Outcome>> {
         let nix = &self.s.nix;
         let d = nix
             .derivations(&[drv])?

@@ -55,6 +55,69 @@ pub struct Point {
     pub server_peak_rss: u64,
     /// Seconds the fill up to this point's windows took (not a measurement).
     pub fill_secs: f64,
+    /// A monitor catching up from the previous size to this one.
+    #[serde(default)]
+    pub monitor: MonitorReport,
+    /// Monitor entries/s over the median ingest rate (goal: ≥ 1).
+    #[serde(default)]
+    pub monitor_over_ingest: f64,
+}
+
+/// A `vouch-witness monitor --once` run reading the entries added since
+/// its last run: fetching every bundle, verifying every signature,
+/// recomputing the tree and committing its database.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct MonitorReport {
+    /// Entries it read.
+    pub entries: u64,
+    /// Wall-clock seconds.
+    pub secs: f64,
+    /// Entries per second.
+    pub per_sec: f64,
+    /// Its peak RSS, bytes.
+    pub peak_rss: u64,
+    /// Its database's bytes on disk per entry read so far.
+    pub disk_bytes_per_entry: f64,
+}
+
+/// Runs the monitor once over the log (its database in `state`, kept
+/// between sizes so that each run reads only what is new).
+fn monitor_catch_up(
+    state: &Path,
+    url: &str,
+    vkey: &str,
+    entries: u64,
+    size: u64,
+) -> anyhow::Result<MonitorReport> {
+    let t = Instant::now();
+    let mut child = Command::new(sibling("vouch-witness")?)
+        .args(["monitor", "--once", "--log", url, "--vkey", vkey, "--state"])
+        .arg(state)
+        .env("VOUCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting vouch-witness monitor")?;
+    let pid = child.id();
+    let mut peak_rss = 0;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        // VmHWM only grows: the last sample before exit is the peak.
+        peak_rss = peak_rss.max(sys::peak_rss(pid).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let secs = t.elapsed().as_secs_f64();
+    if !matches!(status.code(), Some(0 | 1)) {
+        bail!("the monitor failed or found the log misbehaving: {status}");
+    }
+    Ok(MonitorReport {
+        entries,
+        secs,
+        per_sec: entries as f64 / secs,
+        peak_rss,
+        disk_bytes_per_entry: sys::disk_bytes(state) as f64 / size as f64,
+    })
 }
 
 /// Settings for a scale run.
@@ -160,6 +223,7 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
     let mut points = Vec::new();
     let mut size = 0u64;
     let mut raw_total = 0u64;
+    let mut monitored = 0u64;
     let verify_ceiling = ceil.ed25519_batch256 * ceil.cores as f64;
     for &target in &o.sizes {
         let measured = (o.window * o.reps as u64).min(target - size);
@@ -228,6 +292,20 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             o.narinfos,
         )?;
         eprintln!("  substituter adds {:.3} ms p99", substituter.added_p99_ms);
+        eprintln!("  monitor catching up {monitored} → {size}");
+        let monitor = monitor_catch_up(
+            &o.dir.join("monitor"),
+            &log.url,
+            &log.vkey,
+            size - monitored,
+            size,
+        )?;
+        monitored = size;
+        eprintln!(
+            "  monitor {:.0}/s, peak RSS {} MiB",
+            monitor.per_sec,
+            monitor.peak_rss >> 20
+        );
         let disk = sys::disk_bytes(&data);
         let ingest_median = sys::median(windows.iter().map(|w| w.acked_per_sec).collect());
         let p = Point {
@@ -249,6 +327,8 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             disk_over_raw: disk as f64 / raw_total as f64,
             server_peak_rss: sys::peak_rss(pid).unwrap_or(0),
             fill_secs,
+            monitor_over_ingest: monitor.per_sec / ingest_median,
+            monitor,
         };
         writeln!(out, "{}", serde_json::to_string(&p)?)?;
         out.flush()?;
