@@ -5,7 +5,7 @@
 //! every page has its JSON twin and a strict Content-Security-Policy.
 //!
 //! The screenshots it takes are the README's: set `VOUCH_SCREENSHOT_DIR`
-//! to `docs/screenshots` to refresh them (by default they go to
+//! to `tests/screenshots` to refresh them (by default they go to
 //! `target/screenshots`).
 
 use std::path::PathBuf;
