@@ -112,6 +112,15 @@ fn a_monitor_killed_at_random_moments_concludes_what_an_unkilled_one_does() {
     let mut sizes = BTreeSet::new();
     let mut interrupted = 0;
     let (mut next, waves) = (2000u64, 8u64);
+    // How long this machine's monitor takes to read a wave (about 7,400
+    // entries), from a first uninterrupted run over the first 2,000 paths
+    // (about 4,950 entries, start-up included), so that kills land mid-read
+    // on slow and fast machines alike.
+    let t = Instant::now();
+    let out = monitor_cmd(&log, &killed).arg("--once").output().unwrap();
+    stdout_killed.push_str(&String::from_utf8_lossy(&out.stdout));
+    let read_ms = (t.elapsed().as_millis() as u64 * 3 / 2).max(100);
+    eprintln!("a wave takes about {read_ms} ms to read");
     let mut kills = 0;
     let start = Instant::now();
     while kills < waves + 3 {
@@ -132,7 +141,7 @@ fn a_monitor_killed_at_random_moments_concludes_what_an_unkilled_one_does() {
             wave(&log, next, 100);
             next += 100;
         }
-        std::thread::sleep(Duration::from_millis(50 + rng.below(1500)));
+        std::thread::sleep(Duration::from_millis(30 + rng.below(read_ms)));
         let published = vouch_tests::checkpoint_size(&log.get("/checkpoint").1).unwrap_or(0);
         child.kill().expect("SIGKILL");
         let _ = child.wait();
