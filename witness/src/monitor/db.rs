@@ -317,6 +317,11 @@ impl MonitorDb {
         Ok(out)
     }
 
+    /// The disagreement on the path with base name `base`, if there is one.
+    pub fn disagreement(&self, base: &str) -> Result<Option<Disagreement>, DbError> {
+        self.get(&key_d(base))
+    }
+
     /// Attestations read per hour: (hour since the epoch, count).
     pub fn hours(&self) -> Result<Vec<(u64, u64)>, DbError> {
         let mut out = Vec::new();

@@ -225,6 +225,23 @@ pub fn disagreements(
     Ok(out)
 }
 
+/// The disagreement on the path with base name `base`.
+pub fn disagreement(db: &MonitorDb, base: &str) -> Result<Option<DisagreementReport>, DbError> {
+    let Some(d) = db.disagreement(base)? else {
+        return Ok(None);
+    };
+    let attestations = db
+        .path(base)?
+        .map(|r| PathReport::from(r).attestations)
+        .unwrap_or_default();
+    Ok(Some(DisagreementReport {
+        path: d.path,
+        index: d.index,
+        found: d.found,
+        attestations,
+    }))
+}
+
 /// Everything the monitor concluded.
 pub fn conclusions(db: &MonitorDb) -> Result<Conclusions, DbError> {
     Ok(Conclusions {

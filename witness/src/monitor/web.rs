@@ -378,10 +378,8 @@ async fn disagreements_page(State(w): St) -> Response {
 }
 
 async fn disagreement_page(State(w): St, Path(base): Path<String>) -> Response {
-    let d = match report::disagreements(&w.db, "", usize::MAX) {
-        Ok(d) => d
-            .into_iter()
-            .find(|x| super::db::base_name(&x.path) == base),
+    let d = match report::disagreement(&w.db, &base) {
+        Ok(d) => d,
         Err(e) => return db_error(e),
     };
     match d {
