@@ -16,6 +16,10 @@ pub mod routes {
     pub const SUBMIT: &str = "/vouch/v1/submit";
     /// `GET`: entries for a store path hash part (§5.3).
     pub const LOOKUP: &str = "/vouch/v1/lookup/{hash}";
+    /// `POST`: one key transition statement (§5.7).
+    pub const TRANSITION: &str = "/vouch/v1/transition";
+    /// `GET`: the transitions naming an Ed25519 key (§5.7).
+    pub const TRANSITIONS: &str = "/vouch/v1/transitions/{key}";
     /// `GET`: an inclusion proof (§5.4).
     pub const INCLUSION: &str = "/vouch/v1/proof/inclusion";
     /// `GET`: a consistency proof (§5.4).
@@ -67,6 +71,25 @@ impl LogUrl {
         format!(
             "{}/vouch/v1/lookup/{hash_part}{}",
             self.0,
+            if proofs { "?proof=1" } else { "" }
+        )
+    }
+
+    /// The transition submission endpoint.
+    pub fn transition(&self, wait: bool) -> String {
+        format!(
+            "{}/vouch/v1/transition{}",
+            self.0,
+            if wait { "?wait=1" } else { "" }
+        )
+    }
+
+    /// The transitions naming an Ed25519 key, with tlog-proofs if `proofs`.
+    pub fn transitions(&self, key: &[u8; 32], proofs: bool) -> String {
+        format!(
+            "{}/vouch/v1/transitions/{}{}",
+            self.0,
+            vouch_spec::hex::encode(key),
             if proofs { "?proof=1" } else { "" }
         )
     }

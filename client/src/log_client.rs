@@ -88,6 +88,21 @@ impl LogClient {
         serde_json::from_slice(&body).map_err(|e| FetchError::invalid(&url, e))
     }
 
+    /// The transitions naming an Ed25519 key (§5.7), with tlog-proofs if
+    /// `proofs`.
+    pub fn transitions(&self, key: &[u8; 32], proofs: bool) -> Result<LookupResponse, FetchError> {
+        let url = self.url.transitions(key, proofs);
+        let body = self.http.get(&url, MAX_LOOKUP_BYTES)?;
+        serde_json::from_slice(&body).map_err(|e| FetchError::invalid(&url, e))
+    }
+
+    /// Submits one transition statement (§5.7).
+    pub fn submit_transition(&self, body: &[u8], wait: bool) -> Result<SubmitResponse, FetchError> {
+        let url = self.url.transition(wait);
+        let answer = self.http.post(&url, "text/plain", body, 1 << 20)?;
+        serde_json::from_slice(&answer).map_err(|e| FetchError::invalid(&url, e))
+    }
+
     /// The tlog-proof text of the entry at `index` under the served checkpoint.
     pub fn bundle(&self, index: u64) -> Result<Vec<u8>, FetchError> {
         Ok(self.http.get(&self.url.bundle(index), 1 << 20)?)

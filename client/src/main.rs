@@ -16,6 +16,7 @@ use vouch::verifier::{ClientConfig, Verdict, Verifier};
 use vouch_spec::attestation::Attestation;
 use vouch_spec::nix::{NarInfo, NixSecretKey};
 use vouch_spec::tlog_proof::TlogProof;
+use vouch_spec::transition::Transition;
 
 /// Exit status of `vouch verify` when the path is rejected.
 const EXIT_REJECTED: i32 = 2;
@@ -303,12 +304,97 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Key transitions (spec/PROTOCOL.md §3.6): retire a builder signing
+    /// key, or hand it over to a new one, at a point in the log everyone
+    /// can check. After the statement is logged at index I, the log refuses
+    /// every new attestation by the old key and clients count its
+    /// attestations only below I. See README.md, "Rotating a cache's key".
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Clear the fork record of the configured log after investigating its evidence.
     ClearFork {
         /// Client configuration (TOML).
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// "This key signs nothing more": sign a retirement with the key and
+    /// log it. Prints the logged entry and the client configuration lines
+    /// that pin it.
+    Retire {
+        /// The log's URL (without it, print the signed statement only).
+        #[arg(long)]
+        log: Option<String>,
+        /// Nix secret key file of the key to retire.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// "This key hands over to that one": sign a handover with both keys
+    /// and log it. Clients that trust the old key and follow handovers
+    /// (the default) then accept the new key in its place.
+    Handover {
+        /// The log's URL (without it, print the signed statement only).
+        #[arg(long)]
+        log: Option<String>,
+        /// Nix secret key file of the key that stops signing.
+        #[arg(long)]
+        old: PathBuf,
+        /// Nix secret key file of the key that continues.
+        #[arg(long)]
+        new: PathBuf,
+    },
+}
+
+/// Logs a transition statement (or prints it without a log) and prints
+/// its index and the configuration lines that pin it.
+fn log_transition(t: &Transition, log: Option<String>) -> anyhow::Result<i32> {
+    let bytes = t.encode();
+    let Some(log) = log else {
+        print!("{}", String::from_utf8_lossy(&bytes));
+        return Ok(0);
+    };
+    let client = LogClient::new(http()?, &log);
+    let r = client.submit_transition(&bytes, true).map_err(|e| {
+        let code = if e.is_transient() {
+            EXIT_UNREACHABLE
+        } else {
+            1
+        };
+        Exit(code, format!("the log did not take the transition: {e}"))
+    })?;
+    let res = r
+        .entries
+        .first()
+        .context("the log answered without a result")?;
+    println!(
+        "{} ({})",
+        t.describe(res.index),
+        if res.duplicate {
+            "logged before"
+        } else {
+            "logged now"
+        }
+    );
+    if r.covered != Some(true) {
+        println!("not covered by a served checkpoint yet; it is logged all the same");
+    }
+    let mut pin = toml::Table::new();
+    pin.insert("index".into(), toml::Value::Integer(res.index as i64));
+    pin.insert(
+        "entry".into(),
+        toml::Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+    );
+    let mut table = toml::Table::new();
+    table.insert(
+        "pinned_transitions".into(),
+        toml::Value::Array(vec![toml::Value::Table(pin)]),
+    );
+    println!("# To pin it in a client configuration (so no log can hide it):");
+    print!("{}", toml::to_string(&table)?);
+    Ok(0)
 }
 
 fn load_config(path: &Path) -> anyhow::Result<ClientConfig> {
@@ -479,6 +565,16 @@ fn print_verdict(store_path: &str, v: &Verdict) -> i32 {
 
 fn run() -> anyhow::Result<i32> {
     match Cli::parse().command {
+        Command::Key(KeyCommand::Retire { log, key }) => {
+            log_transition(&Transition::retire(&load_key(&key)?), log)
+        }
+        Command::Key(KeyCommand::Handover { log, old, new }) => {
+            let (o, n) = (load_key(&old)?, load_key(&new)?);
+            if o.public().key() == n.public().key() {
+                anyhow::bail!("--old and --new are the same key");
+            }
+            log_transition(&Transition::handover(&o, &n), log)
+        }
         Command::Keygen { name, out } => {
             let sk = NixSecretKey::from_seed(&name, &vouch::keyfile::random_seed()?)
                 .with_context(|| format!("key name {name:?}"))?;

@@ -14,6 +14,7 @@ use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::nix::{NarInfo, NixPublicKey};
 use vouch_spec::policy::{CheckpointCache, Policy, PolicyCheckpoint};
 use vouch_spec::tlog_proof::TlogProof;
+use vouch_spec::transition::Transition;
 
 use crate::http::HttpClient;
 use crate::log_client::{FetchError, LogClient};
@@ -47,7 +48,28 @@ pub struct ClientConfig {
     /// round trip); `false` proves inclusion from the log's tiles instead.
     #[serde(default = "yes")]
     pub lookup_proofs: bool,
+    /// Count a key that a trusted key handed over to (a logged
+    /// transition, `spec/PROTOCOL.md` §3.6) as that trusted builder.
+    #[serde(default = "yes")]
+    pub follow_handovers: bool,
+    /// Transitions to honour even if the log does not show them: each the
+    /// entry text `vouch key handover`/`retire` printed, with its index.
+    #[serde(default)]
+    pub pinned_transitions: Vec<PinnedTransition>,
 }
+
+/// A transition pinned in the configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedTransition {
+    /// Its index in the log (the cutoff).
+    pub index: u64,
+    /// The entry (§3.6 encoding).
+    pub entry: String,
+}
+
+/// Most keys a client follows through handovers from one trusted key.
+const MAX_TRANSITION_KEYS: usize = 16;
 
 fn one() -> usize {
     1
@@ -125,8 +147,18 @@ pub enum Rejection {
         /// What was wrong.
         msg: String,
     },
+    /// The log served an attestation by a key at or after its transition.
+    #[error("log served entry {index} by {key}, at or after its transition ({transition}): a log must not append it")]
+    Retired {
+        /// The entry's index.
+        index: u64,
+        /// The retired key's name.
+        key: String,
+        /// The transition.
+        transition: String,
+    },
     /// Not enough trusted builders attested this NAR.
-    #[error("{agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}])")]
+    #[error("{agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}]){transitions}")]
     TooFewBuilders {
         /// Store path.
         path: String,
@@ -138,6 +170,8 @@ pub enum Rejection {
         required: usize,
         /// Their key names.
         names: String,
+        /// Transitions of trusted keys (`; A handed over to B at index I`).
+        transitions: String,
     },
     /// A trusted builder attested something else for this path.
     #[error("trusted builder(s) [{names}] attest a different NAR than the narinfo's {nar_hash}")]
@@ -168,6 +202,7 @@ impl Rejection {
             Rejection::Fork { .. } => "log_fork",
             Rejection::Rollback { .. } => "rollback",
             Rejection::BadEntry { .. } => "bad_entry",
+            Rejection::Retired { .. } => "retired_key",
             Rejection::TooFewBuilders { .. } => "too_few_builders",
             Rejection::Disagreement { .. } => "disagreement",
             Rejection::State(_) | Rejection::Corrupt(_) => "state_error",
@@ -244,6 +279,14 @@ pub enum ConfigError {
         /// What is wrong.
         err: vouch_spec::nix::key::NixKeyError,
     },
+    /// A pinned transition does not decode or verify.
+    #[error("pinned_transitions at index {index}: {err}")]
+    Transition {
+        /// Its index.
+        index: u64,
+        /// What is wrong.
+        err: vouch_spec::transition::TransitionError,
+    },
     /// `required_builders` is 0.
     #[error("required_builders must be at least 1")]
     Required,
@@ -306,6 +349,19 @@ impl Verifier {
         if cfg.required_builders < 1 {
             return Err(ConfigError::Required);
         }
+        let pinned = cfg
+            .pinned_transitions
+            .iter()
+            .map(|p| {
+                let t = Transition::decode(p.entry.as_bytes())
+                    .and_then(|t| t.verify().map(|()| t))
+                    .map_err(|err| ConfigError::Transition {
+                        index: p.index,
+                        err,
+                    })?;
+                Ok((p.index, t))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         let state = StateDir::open(&cfg.state_dir)?;
         Ok(Verifier {
             rule: Rule {
@@ -314,6 +370,8 @@ impl Verifier {
                 required: cfg.required_builders,
                 reject_disagreement: cfg.reject_disagreement,
                 max_age_secs: cfg.max_checkpoint_age_secs,
+                follow_handovers: cfg.follow_handovers,
+                pinned,
             },
             tracker: Tracker::new(state),
             log: LogClient::new(http, &cfg.log_url),
@@ -467,18 +525,29 @@ impl Verifier {
                 served,
             },
             R::BadEntry { index, msg } => Rejection::BadEntry { index, msg },
+            R::Retired {
+                index,
+                key,
+                transition,
+            } => Rejection::Retired {
+                index,
+                key,
+                transition,
+            },
             R::TooFewBuilders {
                 path,
                 nar_hash,
                 agreeing,
                 required,
                 names,
+                transitions,
             } => Rejection::TooFewBuilders {
                 path,
                 nar_hash,
                 agreeing,
                 required,
                 names,
+                transitions,
             },
             R::Disagreement {
                 path,
@@ -612,7 +681,66 @@ impl Verifier {
                 inclusion,
             });
         }
+        shown.entries.extend(self.transitions(&shown_bytes)?);
         Ok((kept, shown, fetched))
+    }
+
+    /// The logged transitions of the trusted keys and, through handovers
+    /// the rule follows, of the keys they continue in (§5.7), each with its
+    /// tlog-proof: the rule decides which of them hold.
+    fn transitions(&self, shown_bytes: &[u8]) -> Result<Vec<Candidate>, Rejection> {
+        let mut out = Vec::new();
+        let mut queue: Vec<[u8; 32]> = self
+            .rule
+            .trusted
+            .iter()
+            .map(|k| k.key().to_bytes())
+            .collect();
+        let mut asked = std::collections::BTreeSet::new();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = queue.pop() {
+            if !asked.insert(key) || asked.len() > MAX_TRANSITION_KEYS * self.rule.trusted.len() {
+                continue;
+            }
+            let answer = self.log.transitions(&key, true)?;
+            for le in answer.entries {
+                if !seen.insert(le.index) {
+                    continue;
+                }
+                let bad = |msg: String| Rejection::BadEntry {
+                    index: le.index,
+                    msg,
+                };
+                let text = le
+                    .proof
+                    .as_deref()
+                    .ok_or_else(|| bad("transition answered without its tlog-proof".into()))?;
+                let p = TlogProof::parse(text.as_bytes())
+                    .map_err(|e| bad(format!("tlog-proof in the transitions answer: {e}")))?;
+                if self.rule.follow_handovers {
+                    if let Ok(t) = Transition::decode(le.entry.as_bytes()) {
+                        if t.old.key().to_bytes() == key {
+                            queue.extend(t.successor().map(|n| n.key().to_bytes()));
+                        }
+                    }
+                }
+                let inclusion = if p.checkpoint == shown_bytes {
+                    Inclusion::InShown(p.proof)
+                } else {
+                    Inclusion::Bundle {
+                        checkpoint: p.checkpoint,
+                        proof: p.proof,
+                        to_shown: None,
+                    }
+                };
+                out.push(Candidate {
+                    index: le.index,
+                    entry: le.entry.into_bytes(),
+                    inclusion,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Applies the rule to a narinfo using tlog-proof bundles alone (no

@@ -132,21 +132,27 @@ impl Admission {
     /// The allow-list (403) and per-key rates (429) for parsed attestations;
     /// a request over a key's budget is refused whole.
     pub fn check_builders(&self, atts: &[Attestation]) -> Result<(), ApiError> {
+        let keys: Vec<NixPublicKey> = atts.iter().map(|a| a.key.clone()).collect();
+        self.check_keys(&keys)
+    }
+
+    /// The allow-list (403) and per-key rates (429) for the keys of a
+    /// submission's statements, in order.
+    pub fn check_keys(&self, keys: &[NixPublicKey]) -> Result<(), ApiError> {
         if !self.limits.allowed.is_empty() {
-            if let Some((i, a)) = atts
+            if let Some((i, k)) = keys
                 .iter()
                 .enumerate()
-                .find(|(_, a)| !self.limits.allowed.contains(&a.key))
+                .find(|(_, k)| !self.limits.allowed.contains(k))
             {
                 return Err(ApiError::Forbidden(format!(
-                    "attestation {i}: builder key {} is not on this log's allow-list",
-                    a.key
+                    "entry {i}: builder key {k} is not on this log's allow-list"
                 )));
             }
         }
         let mut per_key: HashMap<String, f64> = HashMap::new();
-        for a in atts {
-            *per_key.entry(a.key.to_string()).or_default() += 1.0;
+        for k in keys {
+            *per_key.entry(k.to_string()).or_default() += 1.0;
         }
         for (key, n) in per_key {
             if !self.builders.take(key.clone(), n) {

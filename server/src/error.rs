@@ -89,8 +89,17 @@ impl ApiError {
 }
 
 impl ApiError {
-    /// A submission the sequencer could not log: the store's failure, saying
-    /// that nothing of the request was logged.
+    /// A submission the sequencer did not log: a retired key's entry (403
+    /// with the cutoff), or the store's failure (saying that nothing of
+    /// the request was logged).
+    pub fn refused(e: crate::sequencer::Refusal) -> ApiError {
+        match e {
+            crate::sequencer::Refusal::Store(e) => ApiError::not_logged(e),
+            r @ crate::sequencer::Refusal::Retired { .. } => ApiError::Forbidden(r.to_string()),
+        }
+    }
+
+    /// A storage failure that kept entries from being logged.
     pub fn not_logged(e: StoreError) -> ApiError {
         match ApiError::from(e) {
             ApiError::Unavailable {

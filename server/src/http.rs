@@ -101,6 +101,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(routes::TILE, get(tile))
         .route(routes::SUBMIT, post(submit))
         .route(routes::LOOKUP, get(lookup))
+        .route(routes::TRANSITION, post(submit_transition))
+        .route(routes::TRANSITIONS, get(transitions))
         .route(routes::INCLUSION, get(inclusion_proof))
         .route(routes::CONSISTENCY, get(consistency_proof))
         .route(routes::REFERENCES, get(references))
@@ -320,6 +322,41 @@ async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    sequence_body(st, peer, q, headers, body, |st, bytes| {
+        let atts = crate::verify::parse(bytes, st.settings.max_attestations)?;
+        st.admission.check_builders(&atts)?;
+        crate::verify::verify(atts)
+    })
+    .await
+}
+
+/// `POST /vouch/v1/transition` (§5.7): one transition statement.
+async fn submit_transition(
+    State(st): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<FlagQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    sequence_body(st, peer, q, headers, body, |st, bytes| {
+        let t = crate::verify::transition(bytes)?;
+        st.admission.check_keys(std::slice::from_ref(&t.signer))?;
+        Ok(vec![t])
+    })
+    .await
+}
+
+/// The shared body of the submission endpoints: address rate, content
+/// type, body within its limits, then `prepare` (parse, admit, verify) on
+/// the blocking pool, sequencing, and with `wait=1` the proofs (§5.2).
+async fn sequence_body(
+    st: Arc<AppState>,
+    peer: SocketAddr,
+    q: FlagQuery,
+    headers: HeaderMap,
+    body: Body,
+    prepare: fn(&AppState, &[u8]) -> Result<Vec<crate::sequencer::Prepared>, ApiError>,
+) -> Result<Response, ApiError> {
     let client = vouch::client_addr::client_addr(peer.ip(), &headers, &st.settings.trusted_proxies);
     st.admission.check_address(client)?;
     let ct = headers
@@ -352,19 +389,14 @@ async fn submit(
     // read and jobs queued together stay within the memory budget.
     let (bytes, _reserved) = st.admission.read_body(body).await?;
     let st2 = st.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        let atts = crate::verify::parse(&bytes, st2.settings.max_attestations)?;
-        st2.admission.check_builders(&atts)?;
-        crate::verify::verify(atts)
-    })
-    .await??;
+    let prepared = tokio::task::spawn_blocking(move || prepare(&st2, &bytes)).await??;
     let n = prepared.len();
     let assigned = st
         .sequencer
         .submit(prepared)?
         .await
         .map_err(|_| ApiError::unavailable("the log is shutting down; entries were not logged", 5))?
-        .map_err(ApiError::not_logged)?;
+        .map_err(ApiError::refused)?;
     debug_assert_eq!(assigned.len(), n);
     let mut proofs: Vec<Option<String>> = vec![None; n];
     let mut covered = None;
@@ -420,12 +452,42 @@ async fn lookup(
             "{hash:?} is not a store path hash part (32 nix32 digits)"
         )));
     }
+    let mut hp = [0u8; 32];
+    hp.copy_from_slice(hash.as_bytes());
+    indexed(st, with_proof, move |r| r.path_indexes(&hp)).await
+}
+
+/// `GET /vouch/v1/transitions/<64 hex digits>` (§5.7): the transitions
+/// naming an Ed25519 key, old or new, like a lookup.
+async fn transitions(
+    State(st): St,
+    Path(key): Path<String>,
+    Query(q): Query<FlagQuery>,
+) -> Result<Response, ApiError> {
+    let with_proof = flag("proof", q.proof.as_deref())?;
+    let k: [u8; 32] = hex::decode(&key)
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{key:?} is not an Ed25519 public key as 64 lowercase hex digits"
+            ))
+        })?;
+    indexed(st, with_proof, move |r| r.key_indexes(&k)).await
+}
+
+/// The entries at the indexes `which` names that the current checkpoint
+/// covers, in index order, each with its tlog-proof if `with_proof`.
+async fn indexed(
+    st: Arc<AppState>,
+    with_proof: bool,
+    which: impl FnOnce(&dyn crate::store::Reads) -> Result<Vec<u64>, crate::store::StoreError>
+        + Send
+        + 'static,
+) -> Result<Response, ApiError> {
     let p = st.heads.current();
     let r = tokio::task::spawn_blocking(move || -> Result<LookupResponse, ApiError> {
-        let mut hp = [0u8; 32];
-        hp.copy_from_slice(hash.as_bytes());
         let mut entries = Vec::new();
-        for index in st.tree.reads().path_indexes(&hp)? {
+        for index in which(st.tree.reads())? {
             if index >= p.size {
                 continue;
             }

@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::compact::CompactRange;
 use vouch_spec::hash::Hash;
+use vouch_spec::nix::NixPublicKey;
 use vouch_spec::note::{Ed25519Signer, Note};
 
 use crate::integrate::integrate;
@@ -40,10 +41,44 @@ pub struct Prepared {
     pub bytes: Vec<u8>,
     /// Its leaf hash.
     pub leaf: Hash,
-    /// The store path's hash part.
-    pub hash_part: [u8; 32],
+    /// How lookups find it.
+    pub indexed: Indexed,
     /// For digest-form entries: the digest and the reference list to keep.
     pub references: Option<([u8; 32], Vec<u8>)>,
+    /// The key whose statement it is (an attestation's builder key, a
+    /// transition's old key): refused once that key is retired (§3.6).
+    pub signer: NixPublicKey,
+}
+
+/// How lookups find an entry.
+#[derive(Clone, Debug)]
+pub enum Indexed {
+    /// An attestation, by its store path's hash part.
+    Path([u8; 32]),
+    /// A transition, by the Ed25519 keys it names; it retires its signer
+    /// from its own index on.
+    Transition(Vec<[u8; 32]>),
+}
+
+/// Why the sequencer did not log a submission.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Storage failed; nothing of the batch was logged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An entry is by a key retired at or before this point in the log
+    /// (§3.6); nothing of the submission was logged.
+    #[error("entry {position} ({what}): builder key {key} was retired by its transition at index {cutoff}; the log appends nothing it signs from there on")]
+    Retired {
+        /// Its position in the submission.
+        position: usize,
+        /// What it is (`attestation` or `transition`).
+        what: &'static str,
+        /// The key.
+        key: String,
+        /// Its cutoff.
+        cutoff: u64,
+    },
 }
 
 /// Where an entry landed.
@@ -58,7 +93,7 @@ pub struct Assigned {
 }
 
 /// The outcome a submitter waits for.
-pub type Outcome = Result<Vec<Assigned>, StoreError>;
+pub type Outcome = Result<Vec<Assigned>, Refusal>;
 
 /// One submission waiting for the sequencer.
 pub struct Job {
@@ -292,6 +327,8 @@ fn run(
     depth: Gauge,
 ) -> Result<(), StoreError> {
     let mut range = range_of(&state)?;
+    // Retired keys and their cutoffs: few, so all of them in memory.
+    let mut retired: HashMap<[u8; 32], u64> = store.retirements()?.into_iter().collect();
     loop {
         let Ok(first) = rx.recv() else { return Ok(()) };
         let deadline = Instant::now() + settings.max_wait;
@@ -322,12 +359,13 @@ fn run(
             }
             _ => {
                 wrote = true;
-                sequence(&*store, &signer, &settings, &range, &jobs)
+                sequence(&*store, &signer, &settings, &range, &retired, &jobs)
             }
         };
         match outcome {
-            Ok((results, published, next)) => {
+            Ok((results, published, next, retirements)) => {
                 range = next;
+                retired.extend(retirements);
                 metrics.batches.inc();
                 metrics.batch_entries.inc_by(n as u64);
                 metrics
@@ -336,7 +374,7 @@ fn run(
                 shared.publish_signed(published);
                 for (job, r) in jobs.into_iter().zip(results) {
                     metrics.latency.observe(job.queued.elapsed().as_secs_f64());
-                    let _ = job.reply.send(Ok(r));
+                    let _ = job.reply.send(r);
                 }
             }
             Err(e) => {
@@ -366,21 +404,32 @@ fn run(
                     }
                 }
                 for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
+                    let _ = job.reply.send(Err(Refusal::Store(e.clone())));
                 }
             }
         }
     }
 }
 
-type BatchResult = (Vec<Vec<Assigned>>, Published, CompactRange);
+type BatchResult = (
+    Vec<Result<Vec<Assigned>, Refusal>>,
+    Published,
+    CompactRange,
+    Vec<([u8; 32], u64)>,
+);
 
 /// Assigns indices to the batch's new entries, integrates them and commits.
+///
+/// A job with a new entry by a key retired before it (by an earlier batch,
+/// an earlier job of this batch or an earlier entry of the same job) is
+/// refused whole and takes no index. Duplicates are answered with their
+/// index whatever their key: they were logged before any cutoff.
 fn sequence(
     store: &dyn Store,
     signer: &Ed25519Signer,
     settings: &Settings,
     range: &CompactRange,
+    retired: &HashMap<[u8; 32], u64>,
     jobs: &[Job],
 ) -> Result<BatchResult, StoreError> {
     let leaves: Vec<Hash> = jobs
@@ -394,11 +443,19 @@ fn sequence(
     let mut results = Vec::with_capacity(jobs.len());
     let mut next = range.size();
     let mut k = 0;
+    let mut retiring: HashMap<[u8; 32], u64> = HashMap::new();
     for job in jobs {
+        let first = k;
+        k += job.entries.len();
+        if let Some(refusal) = refuse_retired(job, &existing[first..k], &seen, next, |key| {
+            retired.get(key).or_else(|| retiring.get(key)).copied()
+        }) {
+            results.push(Err(refusal));
+            continue;
+        }
         let mut r = Vec::with_capacity(job.entries.len());
-        for e in &job.entries {
-            let known = existing[k].or_else(|| seen.get(&e.leaf).copied());
-            k += 1;
+        for (e, known) in job.entries.iter().zip(&existing[first..k]) {
+            let known = known.or_else(|| seen.get(&e.leaf).copied());
             if let Some(index) = known {
                 r.push(Assigned {
                     index,
@@ -413,7 +470,15 @@ fn sequence(
             new_leaves.push(e.leaf);
             commit.entries.push((index, e.bytes.clone()));
             commit.leaves.push((e.leaf, index));
-            commit.paths.push((e.hash_part, index));
+            match &e.indexed {
+                Indexed::Path(hash_part) => commit.paths.push((*hash_part, index)),
+                Indexed::Transition(keys) => {
+                    commit.keys.extend(keys.iter().map(|key| (*key, index)));
+                    let old = e.signer.key().to_bytes();
+                    retiring.insert(old, index);
+                    commit.retirements.push((old, index));
+                }
+            }
             if let Some((d, list)) = &e.references {
                 commit.references.push((*d, list.clone()));
             }
@@ -423,8 +488,9 @@ fn sequence(
                 duplicate: false,
             });
         }
-        results.push(r);
+        results.push(Ok(r));
     }
+    let commit_retirements = commit.retirements.clone();
     let integrated = integrate(store, range, &new_leaves)?;
     let checkpoint = sign_checkpoint(signer, &settings.origin, &integrated.range);
     let published = Published {
@@ -442,7 +508,43 @@ fn sequence(
         });
         store.commit(commit)?;
     }
-    Ok((results, published, integrated.range))
+    Ok((results, published, integrated.range, commit_retirements))
+}
+
+/// The refusal of `job` if one of its new entries is by a retired key:
+/// `cutoff` gives a key's cutoff so far; `next` is the index the job's
+/// first new entry would take.
+fn refuse_retired(
+    job: &Job,
+    existing: &[Option<u64>],
+    seen: &HashMap<Hash, u64>,
+    next: u64,
+    cutoff: impl Fn(&[u8; 32]) -> Option<u64>,
+) -> Option<Refusal> {
+    let mut own: HashMap<[u8; 32], u64> = HashMap::new();
+    let mut index = next;
+    for (position, (e, known)) in job.entries.iter().zip(existing).enumerate() {
+        if known.is_some() || seen.contains_key(&e.leaf) {
+            continue;
+        }
+        let key = e.signer.key().to_bytes();
+        if let Some(cut) = cutoff(&key).or_else(|| own.get(&key).copied()) {
+            return Some(Refusal::Retired {
+                position,
+                what: match e.indexed {
+                    Indexed::Path(_) => "attestation",
+                    Indexed::Transition(_) => "transition",
+                },
+                key: e.signer.to_string(),
+                cutoff: cut,
+            });
+        }
+        if matches!(e.indexed, Indexed::Transition(_)) {
+            own.insert(key, index);
+        }
+        index += 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -455,6 +557,12 @@ mod tests {
     use vouch_spec::tile::TILE_WIDTH;
     use vouch_spec::{consistency, inclusion};
 
+    fn test_key() -> NixPublicKey {
+        vouch_spec::nix::NixSecretKey::from_seed("b", &[3; 32])
+            .unwrap()
+            .public()
+    }
+
     fn job(range: std::ops::Range<u64>) -> Job {
         let (reply, _) = oneshot::channel();
         Job {
@@ -464,8 +572,9 @@ mod tests {
                     Prepared {
                         leaf: vouch_spec::leaf_hash(&bytes),
                         bytes,
-                        hash_part: [b'0'; 32],
+                        indexed: Indexed::Path([b'0'; 32]),
                         references: None,
+                        signer: test_key(),
                     }
                 })
                 .collect(),
@@ -502,9 +611,16 @@ mod tests {
         let mut restarts = 0;
         while size < leaves.len() as u64 {
             let n = step.min(leaves.len() as u64 - size);
-            range = sequence(&*store, &signer, &settings, &range, &[job(size..size + n)])
-                .unwrap()
-                .2;
+            range = sequence(
+                &*store,
+                &signer,
+                &settings,
+                &range,
+                &HashMap::new(),
+                &[job(size..size + n)],
+            )
+            .unwrap()
+            .2;
             size += n;
             step = (step * 7 + 3) % 9_000 + 1;
             if size.is_multiple_of(3) {

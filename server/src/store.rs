@@ -115,6 +115,12 @@ pub struct Commit {
     pub paths: Vec<([u8; 32], u64)>,
     /// Reference lists of digest-form entries: (digest, list).
     pub references: Vec<([u8; 32], Vec<u8>)>,
+    /// (Ed25519 key, index) for each key a transition names, for lookups
+    /// by key.
+    pub keys: Vec<([u8; 32], u64)>,
+    /// (retired Ed25519 key, its cutoff): the index of its first
+    /// transition (§3.6). Written once per key.
+    pub retirements: Vec<([u8; 32], u64)>,
     /// The new state, written last in the same atomic batch.
     pub state: Option<DurableState>,
 }
@@ -132,6 +138,8 @@ pub trait Store: TileReader<Error = StoreError> + Send + Sync + 'static {
     fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError>;
     /// The newest checkpoint that met the witness quorum.
     fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every retired key with its cutoff (few: one per key transition).
+    fn retirements(&self) -> Result<Vec<([u8; 32], u64)>, StoreError>;
     /// Makes the store writable again after a failed commit, if it can.
     fn reopen(&self) -> Result<(), StoreError> {
         Ok(())
@@ -150,6 +158,8 @@ pub trait Reads: Send + Sync + 'static {
     fn entries(&self, start: u64, count: usize) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Indexes of entries for a store path hash part, ascending.
     fn path_indexes(&self, hash_part: &[u8; 32]) -> Result<Vec<u64>, StoreError>;
+    /// Indexes of the transitions naming an Ed25519 key, ascending.
+    fn key_indexes(&self, key: &[u8; 32]) -> Result<Vec<u64>, StoreError>;
     /// A digest-form entry's reference list.
     fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
 }
@@ -207,10 +217,26 @@ fn leaf_key(h: &Hash) -> [u8; 33] {
 }
 
 fn path_key(hash_part: &[u8; 32], index: u64) -> [u8; 41] {
+    indexed_key(b'p', hash_part, index)
+}
+
+/// `tag ‖ id ‖ index`: one index record (store path or transition key).
+fn indexed_key(tag: u8, id: &[u8; 32], index: u64) -> [u8; 41] {
     let mut k = [0u8; 41];
-    k[0] = b'p';
-    k[1..33].copy_from_slice(hash_part);
+    k[0] = tag;
+    k[1..33].copy_from_slice(id);
     k[33..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn transition_key(key: &[u8; 32], index: u64) -> [u8; 41] {
+    indexed_key(b'k', key, index)
+}
+
+fn retired_key(key: &[u8; 32]) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b'x';
+    k[1..].copy_from_slice(key);
     k
 }
 
@@ -317,6 +343,12 @@ impl Store for RocksStore {
         for (d, list) in &c.references {
             batch.put(refs_key(d), list);
         }
+        for (key, i) in &c.keys {
+            batch.put(transition_key(key, *i), []);
+        }
+        for (key, i) in &c.retirements {
+            batch.put(retired_key(key), i.to_be_bytes());
+        }
         if let Some(s) = &c.state {
             batch.put(STATE_KEY, s.encode());
         }
@@ -360,6 +392,27 @@ impl Store for RocksStore {
 
     fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.db()?.db.get(WITNESSED_KEY).map_err(db_err)
+    }
+
+    fn retirements(&self) -> Result<Vec<([u8; 32], u64)>, StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_total_order_seek(true);
+        let g = self.db()?;
+        let mut out = Vec::new();
+        for item in g.db.iterator_opt(
+            rocksdb::IteratorMode::From(b"x", rocksdb::Direction::Forward),
+            ro,
+        ) {
+            let (k, v) = item.map_err(db_err)?;
+            if k.first() != Some(&b'x') {
+                break;
+            }
+            let bad = || StoreError::Corrupt("retirement record".into());
+            let key: [u8; 32] = k.get(1..).and_then(|k| k.try_into().ok()).ok_or_else(bad)?;
+            let i: [u8; 8] = (*v).try_into().map_err(|_| bad())?;
+            out.push((key, u64::from_be_bytes(i)));
+        }
+        Ok(out)
     }
 
     fn reopen(&self) -> Result<(), StoreError> {
@@ -425,7 +478,21 @@ impl Reads for RocksStore {
     }
 
     fn path_indexes(&self, hash_part: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
-        let start = path_key(hash_part, 0);
+        self.indexes(path_key(hash_part, 0))
+    }
+
+    fn key_indexes(&self, key: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
+        self.indexes(transition_key(key, 0))
+    }
+
+    fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db()?.db.get(refs_key(digest)).map_err(db_err)
+    }
+}
+
+impl RocksStore {
+    /// The indexes under one 33-byte index prefix, ascending.
+    fn indexes(&self, start: [u8; 41]) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_prefix_same_as_start(true);
@@ -441,14 +508,10 @@ impl Reads for RocksStore {
             out.push(u64::from_be_bytes(
                 k[33..]
                     .try_into()
-                    .map_err(|_| StoreError::Corrupt("path key".into()))?,
+                    .map_err(|_| StoreError::Corrupt("index key".into()))?,
             ));
         }
         Ok(out)
-    }
-
-    fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db()?.db.get(refs_key(digest)).map_err(db_err)
     }
 }
 
@@ -506,6 +569,9 @@ impl Store for MemStore {
         for (p, i) in c.paths {
             kv.insert(path_key(&p, i).to_vec(), Vec::new());
         }
+        for (k, i) in c.retirements {
+            kv.insert(retired_key(&k).to_vec(), i.to_be_bytes().to_vec());
+        }
         if let Some(s) = c.state {
             kv.insert(STATE_KEY.to_vec(), s.encode());
         }
@@ -526,6 +592,19 @@ impl Store for MemStore {
     fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
     }
+    fn retirements(&self) -> Result<Vec<([u8; 32], u64)>, StoreError> {
+        let kv = self.kv.lock().unwrap();
+        Ok(kv
+            .iter()
+            .filter(|(k, _)| k.first() == Some(&b'x'))
+            .map(|(k, v)| {
+                (
+                    k[1..].try_into().unwrap(),
+                    u64::from_be_bytes(v[..].try_into().unwrap()),
+                )
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -545,6 +624,9 @@ impl Reads for MemStore {
             .collect())
     }
     fn path_indexes(&self, _: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn key_indexes(&self, _: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
         Ok(Vec::new())
     }
     fn references(&self, _: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {

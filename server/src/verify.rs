@@ -12,7 +12,8 @@ use vouch_spec::attestation::{Attestation, References, HEADER};
 use vouch_spec::batch::{first_invalid, Item};
 
 use crate::error::ApiError;
-use crate::sequencer::Prepared;
+use crate::sequencer::{Indexed, Prepared};
+use vouch_spec::transition::Transition;
 
 /// Splits a submission body into attestations at each header line.
 fn split_attestations(body: &[u8]) -> Result<Vec<&[u8]>, ApiError> {
@@ -96,11 +97,31 @@ pub fn verify(atts: Vec<Attestation>) -> Result<Vec<Prepared>, ApiError> {
             Prepared {
                 leaf: vouch_spec::leaf_hash(&bytes),
                 bytes,
-                hash_part,
+                indexed: Indexed::Path(hash_part),
                 references,
+                signer: a.key,
             }
         })
         .collect())
+}
+
+/// Parses and verifies one transition statement (§3.6, §5.7): 400 if it
+/// does not decode canonically, 403 unless every key it names signed it.
+pub fn transition(body: &[u8]) -> Result<Prepared, ApiError> {
+    let t =
+        Transition::decode(body).map_err(|e| ApiError::BadRequest(format!("transition: {e}")))?;
+    t.verify()
+        .map_err(|e| ApiError::Forbidden(format!("transition: {e}")))?;
+    let mut keys = vec![t.old.key().to_bytes()];
+    keys.extend(t.successor().map(|k| k.key().to_bytes()));
+    let bytes = t.encode();
+    Ok(Prepared {
+        leaf: vouch_spec::leaf_hash(&bytes),
+        bytes,
+        indexed: Indexed::Transition(keys),
+        references: None,
+        signer: t.old,
+    })
 }
 
 #[cfg(test)]

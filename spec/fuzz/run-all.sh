@@ -12,7 +12,7 @@ export RUSTC_BOOTSTRAP=1
 cargo fuzz build >/dev/null
 td=../testdata
 seed() { mkdir -p "corpus/$1"; shift; for f in "$@"; do [ -f "$f" ] && cp "$f" "corpus/$(basename "$(dirname "$f")")-$(basename "$f")" 2>/dev/null || true; done; }
-mkdir -p corpus/{note,checkpoint,bundle,narinfo,attestation,tlog_proof,witness_request,vkey,tile_path,nix32,policy} logs
+mkdir -p corpus/{note,checkpoint,bundle,narinfo,attestation,transition,tlog_proof,witness_request,vkey,tile_path,nix32,policy} logs
 cp $td/tessera-log/checkpoint* corpus/note/; cp $td/tessera-log/checkpoint* corpus/checkpoint/
 cp $td/tessera-log/tile/entries/000.p/* corpus/bundle/ 2>/dev/null || true
 for f in $td/tessera-log/tile/entries/000.p/*; do cp "$f" "corpus/bundle/e$(basename "$f")"; done
@@ -23,7 +23,7 @@ cp $td/nix/*.pub corpus/nix32/ 2>/dev/null || true
 printf 'example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx' > corpus/vkey/a
 # Entries, proofs, policies and witness requests from the worked examples.
 awk '/^```$/{f=!f; if(!f){n++}; next} f{print > ("corpus/attestation/doc" n)}' ../PROTOCOL.md
-cp corpus/attestation/doc* corpus/tlog_proof/; cp corpus/attestation/doc* corpus/policy/; cp corpus/attestation/doc* corpus/witness_request/
+cp corpus/attestation/doc* corpus/tlog_proof/; cp corpus/attestation/doc* corpus/transition/; cp corpus/attestation/doc* corpus/policy/; cp corpus/attestation/doc* corpus/witness_request/
 targets=${TARGETS:-$(cargo fuzz list)}
 run() {
   t=$1

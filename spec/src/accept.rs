@@ -17,6 +17,8 @@
 
 use std::collections::BTreeSet;
 
+use std::collections::BTreeMap;
+
 use crate::attestation::{AttestationError, Entry};
 use crate::checkpoint::Checkpoint;
 use crate::hash::Hash;
@@ -25,6 +27,7 @@ use crate::nix::narinfo::format_sha256;
 use crate::nix::{NarInfo, NixPublicKey};
 use crate::policy::{CheckpointCache, Policy, PolicyCheckpoint, Rule as Quorum};
 use crate::tracker::{self, Fork, Inconsistency, Relation};
+use crate::transition::{self, EntryKind, Transition};
 
 /// Cosignatures dated more than this far in the client's future are not
 /// fresh (§7 step 3).
@@ -43,6 +46,12 @@ pub struct Rule {
     pub reject_disagreement: bool,
     /// `max_age`: the oldest acceptable cosignature, in seconds.
     pub max_age_secs: u64,
+    /// Whether a logged handover from a key in `B` makes its new key
+    /// count as the same builder (§7 step 6).
+    pub follow_handovers: bool,
+    /// Transitions pinned in the client's configuration, with their
+    /// indices: honoured without a proof, so a log cannot hide them.
+    pub pinned: Vec<(u64, Transition)>,
 }
 
 /// What the client kept for the log, from before this decision.
@@ -188,8 +197,19 @@ pub enum Rejection {
         /// What was wrong.
         msg: String,
     },
+    /// Step 6: an attestation by a key at or after its logged transition
+    /// (which an honest log never appends).
+    #[error("log served entry {index} by {key}, at or after its transition ({transition}): a log must not append it")]
+    Retired {
+        /// The entry's index.
+        index: u64,
+        /// The retired key's name.
+        key: String,
+        /// The transition (who, to whom, cutoff).
+        transition: String,
+    },
     /// Step 7: fewer than `k` trusted builders agree.
-    #[error("{path}: {agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}])")]
+    #[error("{path}: {agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}]){transitions}")]
     TooFewBuilders {
         /// Store path.
         path: String,
@@ -201,6 +221,8 @@ pub enum Rejection {
         required: usize,
         /// Their key names.
         names: String,
+        /// The transitions of trusted keys, if any (`; … at index I`).
+        transitions: String,
     },
     /// Step 7: a trusted builder attested something else.
     #[error(
@@ -507,6 +529,51 @@ fn names(keys: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
+/// Transitions in force for a decision: per old key, the first one logged
+/// (lowest index) and, through handovers the rule follows, which key in
+/// `B` each continuing key stands for.
+struct Transitions {
+    /// Old key → (cutoff index, transition).
+    cutoff: BTreeMap<String, (u64, Transition)>,
+    /// Key (trusted, or continuing a trusted one) → the key in `B` it is.
+    identity: BTreeMap<String, String>,
+}
+
+impl Transitions {
+    fn new(rule: &Rule, known: Vec<(u64, Transition)>) -> Transitions {
+        let mut cutoff: BTreeMap<String, (u64, Transition)> = BTreeMap::new();
+        for (i, t) in rule.pinned.iter().cloned().chain(known) {
+            let e = cutoff.entry(t.old.to_string()).or_insert((i, t.clone()));
+            if i < e.0 {
+                *e = (i, t);
+            }
+        }
+        let mut identity = BTreeMap::new();
+        for b in &rule.trusted {
+            let root = b.to_string();
+            let mut k = root.clone();
+            // A chain visits each key once (handovers cannot loop back
+            // into it without repeating a key).
+            while identity.insert(k.clone(), root.clone()).is_none() {
+                match cutoff.get(&k).and_then(|(_, t)| t.successor()) {
+                    Some(n) if rule.follow_handovers => k = n.to_string(),
+                    _ => break,
+                }
+            }
+        }
+        Transitions { cutoff, identity }
+    }
+
+    /// `; A handed over to B at index I; …` for the keys that matter.
+    fn describe(&self) -> String {
+        self.cutoff
+            .iter()
+            .filter(|(k, _)| self.identity.contains_key(*k))
+            .map(|(_, (i, t))| format!("; {}", t.describe(*i)))
+            .collect()
+    }
+}
+
 /// Steps 5–7 on the candidates.
 fn entry_checks(
     rule: &Rule,
@@ -516,10 +583,55 @@ fn entry_checks(
     cache: &mut CheckpointCache,
     f: &mut Findings,
 ) -> Accepted {
-    let mut agreeing = BTreeSet::new();
-    let mut disagreeing = BTreeSet::new();
     let mut size = head.map_or(0, |h| h.checkpoint.size);
-    for c in &shown.entries {
+    // Transitions first: they decide which attestations count.
+    let mut known = Vec::new();
+    for c in shown
+        .entries
+        .iter()
+        .filter(|c| transition::kind(&c.entry) == EntryKind::Transition)
+    {
+        let bad = |msg: String| Rejection::BadEntry {
+            index: c.index,
+            msg,
+        };
+        let t = match Transition::decode(&c.entry) {
+            Ok(t) => t,
+            Err(e) => {
+                f.fail(5, bad(e.to_string()));
+                continue;
+            }
+        };
+        match included(rule, head, c, &t.leaf_hash(), cache) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                f.ok(
+                    5,
+                    format!("transition {} is not proven; not honoured", c.index),
+                );
+                continue;
+            }
+            Err(msg) => {
+                f.fail(5, bad(msg));
+                continue;
+            }
+        }
+        if let Err(e) = t.verify() {
+            f.fail(6, bad(e.to_string()));
+            continue;
+        }
+        f.ok(5, format!("logged: {}", t.describe(c.index)));
+        known.push((c.index, t));
+    }
+    let transitions = Transitions::new(rule, known);
+    // Root key in `B` → the key that signed, for agreeing and disagreeing.
+    let mut agreeing: BTreeMap<String, String> = BTreeMap::new();
+    let mut disagreeing: BTreeMap<String, String> = BTreeMap::new();
+    for c in shown
+        .entries
+        .iter()
+        .filter(|c| transition::kind(&c.entry) != EntryKind::Transition)
+    {
         let bad = |msg: String| Rejection::BadEntry {
             index: c.index,
             msg,
@@ -531,8 +643,9 @@ fn entry_checks(
                 continue;
             }
         };
-        let trusted = rule.trusted.contains(&entry.key);
-        let under = match included(rule, head, c, &entry, cache) {
+        let key = entry.key.to_string();
+        let root = transitions.identity.get(&key).cloned();
+        let under = match included(rule, head, c, &entry.leaf_hash(), cache) {
             Ok(Some(under)) => under,
             Ok(None) => {
                 f.ok(
@@ -550,7 +663,7 @@ fn entry_checks(
                 continue;
             }
         };
-        if !trusted {
+        let Some(root) = root else {
             f.ok(
                 5,
                 format!(
@@ -560,7 +673,7 @@ fn entry_checks(
                 ),
             );
             continue;
-        }
+        };
         if entry.path != narinfo.store_path {
             f.fail(
                 5,
@@ -583,10 +696,31 @@ fn entry_checks(
                 continue;
             }
         }
+        if let Some((cut, t)) = transitions.cutoff.get(&key) {
+            if c.index >= *cut {
+                f.fail(
+                    6,
+                    Rejection::Retired {
+                        index: c.index,
+                        key: entry.key.name().to_string(),
+                        transition: t.describe(*cut),
+                    },
+                );
+                continue;
+            }
+        }
+        let continuing = if root == key {
+            String::new()
+        } else {
+            format!(
+                " (continuing {})",
+                root.split(':').next().unwrap_or_default()
+            )
+        };
         f.ok(
             6,
             format!(
-                "entry {} by trusted builder {} is included under size {under} and {}",
+                "entry {} by trusted builder {}{continuing} is included under size {under} and {}",
                 c.index,
                 entry.key.name(),
                 if matches {
@@ -597,13 +731,15 @@ fn entry_checks(
             ),
         );
         if matches {
-            agreeing.insert(entry.key.to_string());
+            agreeing.insert(root, key);
         } else {
-            disagreeing.insert(entry.key.to_string());
+            disagreeing.insert(root, key);
         }
     }
     let nar_hash = format_sha256(&narinfo.nar_hash);
     let path = narinfo.store_path.full();
+    let disagreeing: BTreeSet<String> = disagreeing.into_values().collect();
+    let agreeing: BTreeSet<String> = agreeing.into_values().collect();
     if rule.reject_disagreement && !disagreeing.is_empty() {
         f.fail(
             7,
@@ -623,6 +759,7 @@ fn entry_checks(
                 agreeing: agreeing.len(),
                 required: rule.required,
                 names: names(&agreeing),
+                transitions: transitions.describe(),
             },
         );
     } else {
@@ -648,10 +785,10 @@ fn included(
     rule: &Rule,
     head: Option<&PolicyCheckpoint>,
     c: &Candidate,
-    entry: &Entry,
+    leaf: &Hash,
     cache: &mut CheckpointCache,
 ) -> Result<Option<u64>, String> {
-    let leaf = entry.leaf_hash();
+    let leaf = *leaf;
     match &c.inclusion {
         Inclusion::None => Ok(None),
         Inclusion::InShown(proof) => {

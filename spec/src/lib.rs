@@ -17,6 +17,7 @@
 //! | [`policy`] | C2SP tlog-policy |
 //! | [`nix`] | Nix's nix32, store paths, narinfo, keys and fingerprints |
 //! | [`attestation`] | the Vouch attestation entry (`spec/PROTOCOL.md` §3) |
+//! | [`transition`] | the key transition entry: retirement and handover (§3.6) |
 //! | [`batch`] | many Ed25519 signatures verified at once, as strictly as one by one |
 //! | [`tracker`] | whether a checkpoint extends the one a party kept (§7 step 4, tlog-witness), forks as evidence |
 //! | [`accept`] | the client acceptance rule (§7) as one function: the decision with every reason |
@@ -53,6 +54,7 @@ pub mod policy;
 pub mod tile;
 pub mod tlog_proof;
 pub mod tracker;
+pub mod transition;
 pub mod witness;
 
 pub use hash::{leaf_hash, node_hash, Hash};

@@ -14,6 +14,7 @@ use vouch_spec::merkle::MemoryTree;
 use vouch_spec::nix::{NarInfo, NixSecretKey, StorePath};
 use vouch_spec::note::{Ed25519Signer, Note};
 use vouch_spec::policy::{CheckpointCache, Policy};
+use vouch_spec::transition::Transition;
 use vouch_spec::{consistency, inclusion, tracker};
 
 const ORIGIN: &str = "log.vouch.test/accept";
@@ -77,6 +78,8 @@ fn rule(trusted: &[u8], k: usize, reject: bool) -> Rule {
         required: k,
         reject_disagreement: reject,
         max_age_secs: 3600,
+        follow_handovers: true,
+        pinned: Vec::new(),
     }
 }
 
@@ -346,4 +349,132 @@ fn offline_bundles_need_their_own_quorum_unless_proven_consistent_with_a_shown_o
         online(Some(bad)).outcome,
         Err(Rejection::BadEntry { .. })
     ));
+}
+
+/// Decides over a log of 3 filler entries followed by `entries`, all shown.
+fn decide_over(rule: &Rule, entries: &[Vec<u8>]) -> Decision {
+    let w = World::new(3, entries);
+    let size = w.leaves.len() as u64;
+    let shown = Shown {
+        checkpoint: Some(w.checkpoint(size, &[])),
+        consistency: Some(Vec::new()),
+        entries: w.candidates(3, size),
+    };
+    decide(rule, &Kept::default(), &shown)
+}
+
+fn handover(old: u8, new: u8) -> Vec<u8> {
+    Transition::handover(&builder(old), &builder(new)).encode()
+}
+
+/// Transitions (§3.6, §7 step 6): an old key counts only below its cutoff,
+/// a new key continues the old one when the rule follows handovers, and
+/// every refusal names the transition.
+#[test]
+fn transitions_cut_off_old_keys_and_carry_trust_to_new_ones() {
+    let b1 = rule(&[1], 1, true);
+    // Signed by the old key before its handover: still accepted.
+    let d = decide_over(&b1, &[attest(1, 0).to_entry().encode(), handover(1, 2)]);
+    assert!(d.outcome.is_ok(), "{:?}", d.reasons);
+    // Signed by the old key after the handover (the stolen-key case), and
+    // appended by a lying log: refused, naming the transition.
+    let d = decide_over(&b1, &[handover(1, 2), attest(1, 0).to_entry().encode()]);
+    match d.outcome {
+        Err(Rejection::Retired {
+            index, transition, ..
+        }) => {
+            assert_eq!(index, 4);
+            assert!(transition.contains("handed over to b2.vouch.test-1 at index 3"));
+        }
+        o => panic!("{o:?}"),
+    }
+    // Signed by the new key only: accepted by a client that trusted only
+    // the old key, as its continuation …
+    let d = decide_over(&b1, &[handover(1, 2), attest(2, 0).to_entry().encode()]);
+    assert_eq!(
+        d.outcome.as_ref().map(|a| a.builders.clone()),
+        Ok(vec![builder(2).public().to_string()]),
+        "{:?}",
+        d.reasons
+    );
+    // … but not when the rule does not follow handovers; then the refusal
+    // names the transition.
+    let strict = Rule {
+        follow_handovers: false,
+        ..b1.clone()
+    };
+    let d = decide_over(&strict, &[handover(1, 2), attest(2, 0).to_entry().encode()]);
+    match d.outcome {
+        Err(Rejection::TooFewBuilders { transitions, .. }) => {
+            assert!(
+                transitions.contains("b1.vouch.test-1 handed over"),
+                "{transitions}"
+            )
+        }
+        o => panic!("{o:?}"),
+    }
+    // Old and new key together are one builder, not two.
+    let k2 = rule(&[1], 2, true);
+    let d = decide_over(
+        &k2,
+        &[
+            attest(1, 0).to_entry().encode(),
+            handover(1, 2),
+            attest(2, 0).to_entry().encode(),
+        ],
+    );
+    assert!(
+        matches!(
+            d.outcome,
+            Err(Rejection::TooFewBuilders { agreeing: 1, .. })
+        ),
+        "{:?}",
+        d.outcome
+    );
+    // A later handover by the old key (say, by whoever stole it) is not
+    // honoured: the first one logged is the transition.
+    let d = decide_over(
+        &b1,
+        &[
+            handover(1, 2),
+            handover(1, 3),
+            attest(3, 0).to_entry().encode(),
+        ],
+    );
+    assert!(
+        matches!(d.outcome, Err(Rejection::TooFewBuilders { .. })),
+        "{:?}",
+        d.outcome
+    );
+    // A retirement: nothing by the key counts from its index on.
+    let retire = Transition::retire(&builder(1)).encode();
+    let d = decide_over(&b1, &[retire, attest(1, 0).to_entry().encode()]);
+    assert!(matches!(d.outcome, Err(Rejection::Retired { .. })));
+    // A handover signed by one key only is a bad entry, never honoured.
+    let mut forged = Transition::handover(&builder(1), &builder(3));
+    forged.new = Some((builder(3).public(), [0; 64]));
+    let d = decide_over(&b1, &[forged.encode(), attest(3, 0).to_entry().encode()]);
+    assert!(
+        matches!(d.outcome, Err(Rejection::BadEntry { index: 3, .. })),
+        "{:?}",
+        d.outcome
+    );
+}
+
+/// A transition pinned in the configuration holds even when the log does
+/// not show it (a log hiding a transition cannot un-retire a key).
+#[test]
+fn pinned_transitions_hold_without_the_log() {
+    let pinned = Rule {
+        pinned: vec![(3, Transition::handover(&builder(1), &builder(2)))],
+        ..rule(&[1], 1, true)
+    };
+    // The log hides the handover and appended a stolen-key attestation at 3.
+    let d = decide_over(&pinned, &[attest(1, 0).to_entry().encode()]);
+    assert!(matches!(
+        d.outcome,
+        Err(Rejection::Retired { index: 3, .. })
+    ));
+    let d = decide_over(&pinned, &[attest(2, 0).to_entry().encode()]);
+    assert!(d.outcome.is_ok(), "{:?}", d.reasons);
 }

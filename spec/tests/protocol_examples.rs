@@ -7,10 +7,11 @@ use vouch_spec::attestation::{Attestation, Entry};
 use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::cosignature::CosignatureSigner;
 use vouch_spec::merkle::MemoryTree;
-use vouch_spec::nix::{NarInfo, NixPublicKey};
+use vouch_spec::nix::{NarInfo, NixPublicKey, NixSecretKey};
 use vouch_spec::note::{Ed25519Signer, Note};
 use vouch_spec::policy::Policy;
 use vouch_spec::tlog_proof::TlogProof;
+use vouch_spec::transition::Transition;
 use vouch_spec::{inclusion, node_hash};
 
 const HELLO: &str = include_str!("../testdata/nix/hello.narinfo");
@@ -78,7 +79,22 @@ fn examples() -> Vec<(&'static str, String)> {
         ("policy", policy_text),
         ("checkpoint", checkpoint),
         ("tlog-proof", String::from_utf8(proof.encode()).unwrap()),
+        ("handover", handover()),
     ]
+}
+
+/// §9.6: builder-1's key hands over to builder-2's, signed by both.
+fn handover() -> String {
+    let secret = |text: &str| NixSecretKey::parse(text.trim_end()).unwrap();
+    let t = Transition::handover(
+        &secret(include_str!("../testdata/nix/builder-1.sec")),
+        &secret(include_str!("../testdata/nix/builder-2.sec")),
+    );
+    let bytes = t.encode();
+    let d = Transition::decode(&bytes).unwrap();
+    d.verify().unwrap();
+    assert_eq!(d.old, key(1));
+    String::from_utf8(bytes).unwrap()
 }
 
 #[test]

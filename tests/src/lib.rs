@@ -4,6 +4,7 @@
 
 pub mod lying;
 pub mod nixtool;
+pub mod static_log;
 pub mod tls;
 pub mod webdriver;
 
@@ -584,5 +585,7 @@ pub fn client_config(url: &str, policy: &Path, state: &Path) -> vouch::verifier:
         max_checkpoint_age_secs: 3600,
         state_dir: state.to_path_buf(),
         lookup_proofs: true,
+        follow_handovers: true,
+        pinned_transitions: Vec::new(),
     }
 }

@@ -122,6 +122,9 @@ enum ReportWhat {
     },
     /// The disagreements, with every attestation of their paths.
     Disagreements,
+    /// Every key transition (retirement or handover, with its cutoff) and
+    /// every entry a log appended by a key at or after its cutoff.
+    Transitions,
 }
 
 fn default_jobs() -> usize {
@@ -290,6 +293,10 @@ fn run() -> anyhow::Result<i32> {
                 ReportWhat::Disagreements => {
                     serde_json::to_value(report::disagreements(&db, "", usize::MAX)?)?
                 }
+                ReportWhat::Transitions => serde_json::json!({
+                    "transitions": db.transitions()?,
+                    "violations": db.violations()?,
+                }),
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)

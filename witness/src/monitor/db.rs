@@ -14,7 +14,9 @@
 //! `a<key>\0<index>` what a builder attested (its CT-style record) ·
 //! `q<seen><index>` a watched attestation awaiting confirmation ·
 //! `d<base name>` a disagreement · `h<hour>` attestations read that hour ·
-//! `r<id>` a finding already reported.
+//! `r<id>` a finding already reported · `t<key>` a key's first transition
+//! (its cutoff, §3.6) · `T<index>` every transition · `v<index>` an entry
+//! by a key at or after its cutoff (a log that appended what it must not).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -150,6 +152,37 @@ pub struct Disagreement {
     pub index: u64,
     /// When it was found (Unix seconds).
     pub found: u64,
+}
+
+/// A logged key transition (§3.6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionRecord {
+    /// Its index: the old key's cutoff, if it was the key's first.
+    pub index: u64,
+    /// The key that stops signing (Nix `name:base64`).
+    pub old: String,
+    /// The key it hands over to, for a handover.
+    pub new: Option<String>,
+    /// When the monitor read it.
+    pub seen: u64,
+}
+
+/// An entry by a key at or after its cutoff: an honest log never appends
+/// one, so each is evidence against the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The entry's index.
+    pub index: u64,
+    /// The retired key.
+    pub key: String,
+    /// The key's cutoff (its first transition's index).
+    pub cutoff: u64,
+    /// `attestation` or `transition`.
+    pub what: String,
+    /// The attested path, for an attestation.
+    pub path: Option<String>,
+    /// When the monitor read it.
+    pub seen: u64,
 }
 
 /// The monitor's database.
@@ -382,6 +415,21 @@ impl MonitorDb {
         Ok(out)
     }
 
+    /// Every transition read, in log order (transitions are few).
+    pub fn transitions(&self) -> Result<Vec<TransitionRecord>, DbError> {
+        self.scan(b'T', b"", usize::MAX)
+    }
+
+    /// Every entry by a key at or after its cutoff, in log order.
+    pub fn violations(&self) -> Result<Vec<Violation>, DbError> {
+        self.scan(b'v', b"", usize::MAX)
+    }
+
+    /// A key's first transition (its cutoff), if it has one.
+    pub fn cutoff(&self, key: &str) -> Result<Option<TransitionRecord>, DbError> {
+        self.get(&self::key(b't', key.as_bytes()))
+    }
+
     /// Whether a finding was reported before.
     pub fn reported(&self, id: &str) -> Result<bool, DbError> {
         Ok(self.db.get(key(b'r', id.as_bytes()))?.is_some())
@@ -394,6 +442,7 @@ impl MonitorDb {
             paths: HashMap::new(),
             keys: HashMap::new(),
             hours: HashMap::new(),
+            cutoffs: HashMap::new(),
             batch: rocksdb::WriteBatch::default(),
             reported: Vec::new(),
         }
@@ -442,6 +491,8 @@ pub struct Step<'a> {
     paths: HashMap<String, PathRecord>,
     keys: HashMap<String, KeyStats>,
     hours: HashMap<u64, u64>,
+    /// Cutoffs read or set in this step (`None`: the key has none).
+    cutoffs: HashMap<String, Option<TransitionRecord>>,
     batch: rocksdb::WriteBatch,
     reported: Vec<String>,
 }
@@ -563,6 +614,43 @@ impl Step<'_> {
         let copy = rec.clone();
         self.key_mut(&a.key)?.overdue += 1;
         Ok(Some(copy))
+    }
+
+    /// A key's cutoff, as of this step.
+    pub fn cutoff(&mut self, key: &str) -> Result<Option<TransitionRecord>, DbError> {
+        if let Some(c) = self.cutoffs.get(key) {
+            return Ok(c.clone());
+        }
+        let c = self.db.cutoff(key)?;
+        self.cutoffs.insert(key.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Applies a valid transition: it becomes its old key's cutoff unless
+    /// the key has one already (then it is a violation, returned as such).
+    pub fn transition(&mut self, t: TransitionRecord) -> Result<Option<Violation>, DbError> {
+        self.batch
+            .put(key(b'T', &t.index.to_be_bytes()), encode(&t));
+        if let Some(first) = self.cutoff(&t.old)? {
+            let v = Violation {
+                index: t.index,
+                key: t.old.clone(),
+                cutoff: first.index,
+                what: "transition".into(),
+                path: None,
+                seen: t.seen,
+            };
+            self.violation(&v);
+            return Ok(Some(v));
+        }
+        self.batch.put(key(b't', t.old.as_bytes()), encode(&t));
+        self.cutoffs.insert(t.old.clone(), Some(t));
+        Ok(None)
+    }
+
+    /// Records an entry by a key at or after its cutoff.
+    pub fn violation(&mut self, v: &Violation) {
+        self.batch.put(key(b'v', &v.index.to_be_bytes()), encode(v));
     }
 
     /// Records that a finding was reported (so it is reported once).

@@ -3,8 +3,9 @@
 //! checkpoint, checks each new checkpoint's consistency with the last (the
 //! shared checkpoint tracker), verifies every builder signature, and keeps,
 //! on disk ([`db`]), every store path's attestations and every builder's
-//! record, to report builders that disagree and watched keys that nobody
-//! independent confirms.
+//! record, to report builders that disagree, watched keys that nobody
+//! independent confirms, and any entry by a key at or after its logged
+//! transition (§3.6), which an honest log never appends.
 //!
 //! It keeps up with the log at any size: entries are read a chunk of
 //! bundles at a time (fetched and verified on `jobs` threads, signatures in
@@ -37,9 +38,10 @@ use vouch_spec::nix::narinfo::format_sha256;
 use vouch_spec::nix::{NixPublicKey, StorePath};
 use vouch_spec::note::Ed25519Verifier;
 use vouch_spec::tile::{Tile, TileKind, TILE_WIDTH};
+use vouch_spec::transition::{self, EntryKind, Transition};
 use vouch_spec::{bundle, leaf_hash};
 
-use db::{Att, MonitorDb, Position};
+use db::{Att, MonitorDb, Position, TransitionRecord, Violation};
 
 /// Entry bundles read, verified and committed together.
 const CHUNK_BUNDLES: u64 = 16;
@@ -177,6 +179,8 @@ fn now() -> u64 {
 /// One entry, decoded and checked.
 enum Checked {
     Valid(Entry),
+    /// A transition whose signatures verify.
+    Transition(Transition),
     Invalid(String, Option<Entry>),
 }
 
@@ -374,6 +378,15 @@ impl Monitor {
         let mut atts = Vec::new();
         let mut at = Vec::new();
         for (i, (_, bytes)) in chunk.iter().enumerate() {
+            if transition::kind(bytes) == EntryKind::Transition {
+                out.push(Some(
+                    match Transition::decode(bytes).and_then(|t| t.verify().map(|()| t)) {
+                        Ok(t) => Checked::Transition(t),
+                        Err(err) => Checked::Invalid(err.to_string(), None),
+                    },
+                ));
+                continue;
+            }
             let e = match Entry::decode(bytes) {
                 Ok(e) => e,
                 Err(err) => {
@@ -453,8 +466,40 @@ impl Monitor {
                         None => json!({"kind": "invalid_entry", "index": index, "error": err}),
                     });
                 }
+                Checked::Transition(t) => {
+                    let rec = TransitionRecord {
+                        index: *index,
+                        old: t.old.to_string(),
+                        new: t.successor().map(ToString::to_string),
+                        seen,
+                    };
+                    match step.transition(rec)? {
+                        Some(v) => {
+                            sev = Severity(2);
+                            self.counters.misbehaviour.inc();
+                            lines.push(violation_line(&v));
+                        }
+                        None => lines.push(json!({"kind": "transition", "index": index, "old": t.old.to_string(), "new": t.successor().map(ToString::to_string), "text": t.describe(*index)})),
+                    }
+                }
                 Checked::Valid(e) => {
                     let key = e.key.to_string();
+                    if let Some(cut) = step.cutoff(&key)? {
+                        if *index >= cut.index {
+                            let v = Violation {
+                                index: *index,
+                                key: key.clone(),
+                                cutoff: cut.index,
+                                what: "attestation".into(),
+                                path: Some(e.path.full()),
+                                seen,
+                            };
+                            step.violation(&v);
+                            sev = Severity(2);
+                            self.counters.misbehaviour.inc();
+                            lines.push(violation_line(&v));
+                        }
+                    }
                     let watched = self.watch.contains(&key);
                     let applied = step.attest(
                         &e.path.full(),
@@ -540,4 +585,10 @@ impl Monitor {
             self.db.commit(step, &pos)?;
         }
     }
+}
+
+/// The report line for an entry by a key at or after its cutoff.
+fn violation_line(v: &Violation) -> serde_json::Value {
+    json!({"kind": "retired_key_used", "index": v.index, "key": v.key, "cutoff": v.cutoff, "what": v.what, "path": v.path,
+        "error": format!("log appended {} {} by {} at or after its transition at index {}; an honest log refuses it", v.what, v.index, v.key, v.cutoff)})
 }

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use vouch_spec::note::Note;
 
-use super::db::{base_name, DbError, KeyStats, MonitorDb, PathRecord};
+use super::db::{base_name, DbError, KeyStats, MonitorDb, PathRecord, TransitionRecord, Violation};
 use super::Status;
 
 /// A builder key's name (the part before `:`).
@@ -84,6 +84,30 @@ pub struct BuilderReport {
     pub attested: Vec<(u64, String)>,
     /// The index to ask for the next page from, if there is more.
     pub next: Option<u64>,
+    /// The logged transitions naming the key (old or new), in log order;
+    /// the first with the key as old is its cutoff.
+    pub transitions: Vec<TransitionRecord>,
+    /// Its entries at or after its cutoff (evidence against the log).
+    pub violations: Vec<Violation>,
+}
+
+/// The transitions naming `key`, and its entries past its cutoff.
+fn key_transitions(
+    all: &[TransitionRecord],
+    violations: &[Violation],
+    key: &str,
+) -> (Vec<TransitionRecord>, Vec<Violation>) {
+    (
+        all.iter()
+            .filter(|t| t.old == key || t.new.as_deref() == Some(key))
+            .cloned()
+            .collect(),
+        violations
+            .iter()
+            .filter(|v| v.key == key)
+            .cloned()
+            .collect(),
+    )
 }
 
 /// A disagreement with every attestation of its path.
@@ -125,6 +149,10 @@ pub struct Overview {
     pub builders: Vec<BuilderReport>,
     /// Disagreements found.
     pub disagreements: usize,
+    /// Every key transition read, in log order.
+    pub transitions: Vec<TransitionRecord>,
+    /// Entries by keys at or after their cutoff (evidence against the log).
+    pub violations: Vec<Violation>,
     /// Attestations read per hour: (hour since the epoch, count).
     pub per_hour: Vec<(u64, u64)>,
     /// When the last round ended (Unix seconds) and its error.
@@ -143,6 +171,10 @@ pub struct Conclusions {
     pub builders: Vec<BuilderReport>,
     /// Every disagreement.
     pub disagreements: Vec<DisagreementReport>,
+    /// Every transition read.
+    pub transitions: Vec<TransitionRecord>,
+    /// Every entry by a key at or after its cutoff.
+    pub violations: Vec<Violation>,
 }
 
 /// One builder's record with a page of what it attested from `after`.
@@ -152,8 +184,12 @@ pub fn builder(
     after: u64,
     limit: usize,
 ) -> Result<Option<BuilderReport>, DbError> {
-    let Some(stats) = db.builder(key)? else {
-        return Ok(None);
+    let (transitions, violations) = key_transitions(&db.transitions()?, &db.violations()?, key);
+    let stats = match db.builder(key)? {
+        Some(s) => s,
+        // A key that only ever stated a transition.
+        None if !transitions.is_empty() => KeyStats::default(),
+        None => return Ok(None),
     };
     let mut attested = db.attested_by(key, after, limit + 1)?;
     let next = (attested.len() > limit).then(|| attested[limit].0);
@@ -164,20 +200,28 @@ pub fn builder(
         stats,
         attested,
         next,
+        transitions,
+        violations,
     }))
 }
 
 /// Every builder, without pages.
 pub fn builders(db: &MonitorDb) -> Result<Vec<BuilderReport>, DbError> {
+    let (all, violations) = (db.transitions()?, db.violations()?);
     Ok(db
         .builders()?
         .into_iter()
-        .map(|(key, stats)| BuilderReport {
-            name: key_name(&key).to_string(),
-            key,
-            stats,
-            attested: Vec::new(),
-            next: None,
+        .map(|(key, stats)| {
+            let (transitions, violations) = key_transitions(&all, &violations, &key);
+            BuilderReport {
+                name: key_name(&key).to_string(),
+                key,
+                stats,
+                attested: Vec::new(),
+                next: None,
+                transitions,
+                violations,
+            }
         })
         .collect())
 }
@@ -248,6 +292,8 @@ pub fn conclusions(db: &MonitorDb) -> Result<Conclusions, DbError> {
         entries: db.position()?.size,
         builders: builders(db)?,
         disagreements: disagreements(db, "", usize::MAX)?,
+        transitions: db.transitions()?,
+        violations: db.violations()?,
     })
 }
 
@@ -291,6 +337,8 @@ pub fn overview(
         cosigners,
         builders: builders(db)?,
         disagreements: db.disagreements("", usize::MAX)?.len(),
+        transitions: db.transitions()?,
+        violations: db.violations()?,
         per_hour: db.hours()?,
         last_round: status.last_round,
         last_error: status.last_error.clone(),

@@ -155,8 +155,17 @@ async fn overview(State(w): St) -> Response {
                 div class="card" { "checkpoint size" b { (size) } }
                 div class="card" { "ingest" b { (format!("{:.1}/s", o.ingest_per_sec)) } }
                 div class="card" { "disagreements" b class=(if o.disagreements > 0 { "bad" } else { "good" }) { (o.disagreements) } }
+                div class="card" { "retired keys used" b class=(if o.violations.is_empty() { "good" } else { "bad" }) { (o.violations.len()) } }
             }
             @if let Some(e) = &o.last_error { p class="bad" { "Last round failed: " (e) } }
+            @if !o.violations.is_empty() {
+                h2 class="bad" { "Entries by retired keys (the log appended what it must refuse)" }
+                (violations_table(&o.violations))
+            }
+            @if !o.transitions.is_empty() {
+                h2 { "Key transitions" }
+                (transitions_table(&o.transitions))
+            }
             h2 { "Latest checkpoint" }
             pre { (o.checkpoint) }
             @if o.cosigners.is_empty() {
@@ -173,6 +182,45 @@ async fn overview(State(w): St) -> Response {
             (builders_table(&o.builders))
         },
     )
+}
+
+fn transitions_table(t: &[super::db::TransitionRecord]) -> Markup {
+    html! {
+        table id="transitions" {
+            tr { th { "index (cutoff)" } th { "old key" } th { "new key" } }
+            @for r in t {
+                tr {
+                    td { (r.index) }
+                    td { a href={ "/builder/" (seg(&r.old)) } { code { (report::key_name(&r.old)) } } }
+                    td {
+                        @match &r.new {
+                            Some(n) => a href={ "/builder/" (seg(n)) } { code { (report::key_name(n)) } },
+                            None => span class="muted" { "retired (no successor)" },
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn violations_table(v: &[super::db::Violation]) -> Markup {
+    html! {
+        table id="violations" {
+            tr { th { "index" } th { "key" } th { "cutoff" } th { "what" } }
+            @for r in v {
+                tr class="bad" {
+                    td { (r.index) }
+                    td { a href={ "/builder/" (seg(&r.key)) } { code { (report::key_name(&r.key)) } } }
+                    td { (r.cutoff) }
+                    td {
+                        (r.what)
+                        @if let Some(p) = &r.path { " of " a href={ "/path/" (seg(super::db::base_name(p))) } { code { (p) } } }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn builders_table(b: &[report::BuilderReport]) -> Markup {
@@ -329,6 +377,14 @@ async fn builder_page(State(w): St, Path(key): Path<String>, Query(p): Query<Pag
                 div class="card" { "unconfirmed past grace" b class=(if s.overdue > 0 { "bad" } else { "" }) { (s.overdue) } }
             }
             p { "First seen at index " (s.first_index) ", last at index " (s.last_index) "." }
+            @if !r.transitions.is_empty() {
+                h2 { "Transitions" }
+                (transitions_table(&r.transitions))
+            }
+            @if !r.violations.is_empty() {
+                h2 class="bad" { "Entries at or after its cutoff (the log must refuse these)" }
+                (violations_table(&r.violations))
+            }
             h2 { "What it attested" }
             table {
                 tr { th { "index" } th { "path" } }
