@@ -583,6 +583,97 @@ mod tests {
         }
     }
 
+    fn prepared(bytes: &[u8], signer: &NixPublicKey, transition: bool) -> Prepared {
+        Prepared {
+            leaf: vouch_spec::leaf_hash(bytes),
+            bytes: bytes.to_vec(),
+            indexed: if transition {
+                Indexed::Transition(vec![signer.key().to_bytes()])
+            } else {
+                Indexed::Path([b'0'; 32])
+            },
+            references: None,
+            signer: signer.clone(),
+        }
+    }
+
+    fn job_of(entries: Vec<Prepared>) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            entries,
+            reply,
+            queued: Instant::now(),
+        }
+    }
+
+    /// A retirement takes effect at its own index: within its job, its
+    /// batch and every later batch, a new entry by the key is refused with
+    /// its whole job (which takes no index), while a duplicate is answered.
+    #[test]
+    fn a_retired_key_is_refused_from_its_cutoff_on() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::default());
+        let signer = Ed25519Signer::from_seed("test.example/log", &[9; 32]).unwrap();
+        let settings = Settings {
+            max_entries: 1 << 20,
+            max_wait: Duration::ZERO,
+            origin: "test.example/log".into(),
+            data_dir: std::env::temp_dir(),
+            min_free_disk_bytes: 0,
+            queue_capacity: 1,
+        };
+        let range = range_of(&recover(&*store, &signer, &settings.origin).unwrap()).unwrap();
+        let (k, other) = (test_key(), {
+            vouch_spec::nix::NixSecretKey::from_seed("c", &[4; 32])
+                .unwrap()
+                .public()
+        });
+        let early = prepared(b"early\n", &k, false);
+        let jobs = [
+            job_of(vec![early.clone()]),
+            // Retires k at index 1, then an entry by k in the same job.
+            job_of(vec![
+                prepared(b"retire\n", &k, true),
+                prepared(b"late\n", &k, false),
+            ]),
+            job_of(vec![prepared(b"retire\n", &k, true)]),
+            job_of(vec![prepared(b"late 2\n", &k, false)]),
+            job_of(vec![prepared(b"other\n", &other, false)]),
+        ];
+        let (results, _, range, retired) =
+            sequence(&*store, &signer, &settings, &range, &HashMap::new(), &jobs).unwrap();
+        assert!(results[0].is_ok());
+        assert!(
+            matches!(
+                &results[1],
+                Err(Refusal::Retired {
+                    position: 1,
+                    cutoff: 1,
+                    ..
+                })
+            ),
+            "{:?}",
+            results[1]
+        );
+        assert_eq!(results[2].as_ref().unwrap()[0].index, 1);
+        assert!(matches!(
+            &results[3],
+            Err(Refusal::Retired { cutoff: 1, .. })
+        ));
+        assert_eq!(results[4].as_ref().unwrap()[0].index, 2);
+        assert_eq!(retired, vec![(k.key().to_bytes(), 1)]);
+        assert_eq!(store.retirements().unwrap(), retired);
+        // A later batch: a duplicate of the early entry is answered, a new
+        // entry refused.
+        let map: HashMap<[u8; 32], u64> = retired.into_iter().collect();
+        let jobs = [
+            job_of(vec![early]),
+            job_of(vec![prepared(b"late 3\n", &k, false)]),
+        ];
+        let (results, ..) = sequence(&*store, &signer, &settings, &range, &map, &jobs).unwrap();
+        assert!(results[0].as_ref().unwrap()[0].duplicate);
+        assert!(matches!(&results[1], Err(Refusal::Retired { .. })));
+    }
+
     /// Proofs from stored tiles and interior records (through every cache
     /// path: random level-0 tiles, cached upper tiles, growing partial
     /// tiles) equal proofs from the whole tree in memory, across batches of

@@ -127,6 +127,15 @@ fn a_handover_cuts_off_the_old_key_and_carries_trust_to_the_new_one() {
         b.contains(&format!("retired by its transition at index {cutoff}")),
         "{b}"
     );
+    // The cutoff survives a SIGKILL of the log: the refusal is the same
+    // after the restart.
+    let mut log = log;
+    log.restart();
+    let (s, b) = submit(
+        &log,
+        &Attestation::from_narinfo(&narinfo(&cache, &after), &old.public()).unwrap(),
+    );
+    assert_eq!(s, 403, "after a restart: {b}");
     // A re-submission of what the old key attested before is still the
     // duplicate it was.
     let (s, b) = submit(&log, &a_before);
