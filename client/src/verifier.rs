@@ -802,6 +802,81 @@ impl Verifier {
         v
     }
 
+    /// Applies the rule to a narinfo using tlog-proofs published beside it,
+    /// with freshness supplied by the log's read path (`spec/PROTOCOL.md`
+    /// §7, "Published proofs"): the checkpoint `C` served at `log_url`
+    /// (which may be a CDN or bucket serving only tlog-tiles) must have a
+    /// fresh witness quorum and extend the kept one, and each proof's own
+    /// checkpoint must be consistent with `C` (proofs computed from the
+    /// tiles there). A proof under a checkpoint newer than `C` (a stale
+    /// CDN) needs its own quorum. If `log_url` cannot be read at all, the
+    /// decision is the offline one ([`Verifier::verdict_offline`]), with a
+    /// reason saying so. Transitions come from the configuration's pins
+    /// and from transition tlog-proofs among `bundles`.
+    pub fn verdict_published(&self, narinfo: &NarInfo, bundles: &[TlogProof]) -> Verdict {
+        let bytes = match self.log.checkpoint() {
+            Ok(b) => b,
+            Err(e) if e.is_transient() => {
+                let mut v = self.verdict_offline(narinfo, bundles);
+                v.reasons.insert(
+                    0,
+                    Reason {
+                        step: 3,
+                        holds: true,
+                        text: format!("log read path unreachable ({e}): decided offline, freshness not checked"),
+                    },
+                );
+                return v;
+            }
+            Err(e) => return Verdict::failed(e.into()),
+        };
+        let (kept, mut shown) = match self.shown_checkpoint(bytes) {
+            Ok(x) => x,
+            Err(e) => return Verdict::failed(e),
+        };
+        let Some(size) = shown
+            .checkpoint
+            .as_deref()
+            .and_then(|b| vouch_spec::note::Note::parse(b).ok())
+            .and_then(|n| Checkpoint::parse(&n.text).ok())
+            .map(|c| c.size)
+        else {
+            return Verdict::failed(Rejection::Checkpoint {
+                url: self.log.url().checkpoint(),
+                msg: "checkpoint does not parse".into(),
+            });
+        };
+        for (i, b) in bundles.iter().enumerate() {
+            let Some(extra) = &b.extra else {
+                return Verdict::failed(Rejection::BadEntry {
+                    index: b.index,
+                    msg: format!("tlog-proof {i}: no entry in the extra line"),
+                });
+            };
+            let own = vouch_spec::note::Note::parse(&b.checkpoint)
+                .ok()
+                .and_then(|n| Checkpoint::parse(&n.text).ok())
+                .map(|c| c.size);
+            let to_shown = match own {
+                Some(s) if s <= size => match self.log.consistency_proof(s, size) {
+                    Ok(p) => Some(p),
+                    Err(e) => return Verdict::failed(e.into()),
+                },
+                _ => None,
+            };
+            shown.entries.push(Candidate {
+                index: b.index,
+                entry: extra.clone(),
+                inclusion: Inclusion::Bundle {
+                    checkpoint: b.checkpoint.clone(),
+                    proof: b.proof.clone(),
+                    to_shown,
+                },
+            });
+        }
+        self.decide(&kept, &shown, Some(narinfo), Clock::Now(now()))
+    }
+
     /// Clears the fork record of every log in the policy; returns the
     /// origins that had one.
     pub fn clear_forks(&self) -> Result<Vec<String>, StateError> {

@@ -74,6 +74,23 @@ pub struct Config {
     pub witness_timeout_ms: u64,
     /// Attempts per witness per checkpoint.
     pub witness_attempts: u32,
+    /// Publishing the read path to object storage (`[publish]`).
+    pub publish: PublishConfig,
+}
+
+/// Where the log publishes its read path (`spec/PROTOCOL.md` §4.3).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Checkpoint, hash tiles and entry bundles: `file:///dir` or
+    /// `s3://bucket[/prefix]`, served by a web server or CDN as the log's
+    /// read-only tlog-tiles prefix.
+    pub tiles: Option<String>,
+    /// Each attestation's tlog-proof as `<hash part>.vouch/<n>.tlog-proof`,
+    /// beside a binary cache's narinfos: `file:///dir` or `s3://…`.
+    pub proofs: Option<String>,
+    /// How to reach an S3-compatible service (both destinations).
+    pub s3: crate::objects::S3Settings,
 }
 
 /// The origin a log made without one is given.
@@ -108,6 +125,7 @@ impl Default for Config {
             witness_policy: None,
             witness_timeout_ms: 5000,
             witness_attempts: 3,
+            publish: PublishConfig::default(),
         }
     }
 }

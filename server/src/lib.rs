@@ -20,8 +20,10 @@ pub mod integrate;
 pub mod interior;
 pub mod keys;
 pub mod nodes;
+pub mod objects;
 pub mod proofs;
 pub mod published;
+pub mod publisher;
 pub mod sequencer;
 pub mod store;
 pub mod verify;
@@ -173,6 +175,27 @@ pub async fn serve(
             .map_err(io("starting the witnessing thread"))?;
     }
     let mut registry = Registry::default();
+    for (kind, url) in [
+        (publisher::Kind::Tiles, &cfg.publish.tiles),
+        (publisher::Kind::Proofs, &cfg.publish.proofs),
+    ] {
+        let Some(url) = url else { continue };
+        let backend = objects::open(url, &cfg.publish.s3)
+            .map_err(|e| StartError::Config(format!("[publish]: {e}")))?;
+        tracing::info!(destination = %backend.describe(), ?kind, "publishing");
+        let p = publisher::Publisher::new(
+            kind,
+            backend,
+            store.clone(),
+            tree.clone(),
+            heads.clone(),
+            &mut registry,
+        );
+        std::thread::Builder::new()
+            .name(format!("publish-{kind:?}").to_lowercase())
+            .spawn(move || p.run())
+            .map_err(io("starting a publisher thread"))?;
+    }
     let (sequencer, seq) = sequencer::start(
         store.clone(),
         signer,

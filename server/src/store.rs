@@ -140,6 +140,10 @@ pub trait Store: TileReader<Error = StoreError> + Send + Sync + 'static {
     fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every retired key with its cutoff (few: one per key transition).
     fn retirements(&self) -> Result<Vec<([u8; 32], u64)>, StoreError>;
+    /// A named progress marker (how far a publisher got), if set.
+    fn marker(&self, name: &str) -> Result<Option<u64>, StoreError>;
+    /// Sets a named progress marker, durably.
+    fn put_marker(&self, name: &str, value: u64) -> Result<(), StoreError>;
     /// Makes the store writable again after a failed commit, if it can.
     fn reopen(&self) -> Result<(), StoreError> {
         Ok(())
@@ -231,6 +235,12 @@ fn indexed_key(tag: u8, id: &[u8; 32], index: u64) -> [u8; 41] {
 
 fn transition_key(key: &[u8; 32], index: u64) -> [u8; 41] {
     indexed_key(b'k', key, index)
+}
+
+fn marker_key(name: &str) -> Vec<u8> {
+    let mut k = b"M".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
 }
 
 fn retired_key(key: &[u8; 32]) -> [u8; 33] {
@@ -392,6 +402,28 @@ impl Store for RocksStore {
 
     fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.db()?.db.get(WITNESSED_KEY).map_err(db_err)
+    }
+
+    fn marker(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.db()?
+            .db
+            .get(marker_key(name))
+            .map_err(db_err)?
+            .map(|v| {
+                <[u8; 8]>::try_from(v.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt(format!("marker {name}")))
+            })
+            .transpose()
+    }
+
+    fn put_marker(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db()?
+            .db
+            .put_opt(marker_key(name), value.to_be_bytes(), &wo)
+            .map_err(db_err)
     }
 
     fn retirements(&self) -> Result<Vec<([u8; 32], u64)>, StoreError> {
@@ -591,6 +623,18 @@ impl Store for MemStore {
     }
     fn witnessed(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
+    }
+    fn marker(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .get(&marker_key(name))
+            .map(|v| u64::from_be_bytes(v[..].try_into().unwrap())))
+    }
+    fn put_marker(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.kv
+            .lock()
+            .unwrap()
+            .insert(marker_key(name), value.to_be_bytes().to_vec());
+        Ok(())
     }
     fn retirements(&self) -> Result<Vec<([u8; 32], u64)>, StoreError> {
         let kv = self.kv.lock().unwrap();

@@ -269,7 +269,7 @@ impl Substituter {
                     Err(e) => return refuse("upstream_error", e.to_string()),
                 }
             }
-            self.verifier.check_narinfo_offline(&n, &proofs)
+            self.verifier.verdict_published(&n, &proofs).outcome
         } else {
             self.verifier.check_narinfo(&n)
         };
