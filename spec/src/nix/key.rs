@@ -87,6 +87,33 @@ fn decode_len(
     Ok(raw)
 }
 
+/// Keys decompressed recently on this thread: a log or monitor parses the
+/// same few builder keys in every entry, and decompressing one (a square
+/// root in the field) costs about as much as a third of a signature check.
+/// A pure memo: the answer for given bytes never changes.
+const KEY_CACHE: usize = 4096;
+
+thread_local! {
+    static KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], Option<VerifyingKey>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn cached_key(raw: &[u8]) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = raw.try_into().ok()?;
+    KEYS.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(k) = c.get(&bytes) {
+            return *k;
+        }
+        if c.len() >= KEY_CACHE {
+            c.clear();
+        }
+        let k = ed25519_key(raw);
+        c.insert(bytes, k);
+        k
+    })
+}
+
 /// A Nix public key, `<name>:<base64 32 bytes>`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct NixPublicKey {
@@ -101,7 +128,7 @@ impl NixPublicKey {
         const WHAT: &str = "public key";
         let (name, data) = split(s, WHAT)?;
         let raw = decode_len(name, data, 32, WHAT)?;
-        let key = ed25519_key(&raw).ok_or(NixKeyError::Invalid {
+        let key = cached_key(&raw).ok_or(NixKeyError::Invalid {
             what: WHAT,
             name: name.to_string(),
         })?;

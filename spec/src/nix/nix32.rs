@@ -59,8 +59,20 @@ pub enum Nix32Error {
     Padding(String),
 }
 
+/// Digit values by byte (0xff: not a digit).
+const VALUES: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        t[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn digit_value(c: u8) -> Option<u8> {
-    ALPHABET.iter().position(|&a| a == c).map(|p| p as u8)
+    let v = VALUES[usize::from(c)];
+    (v != 0xff).then_some(v)
 }
 
 /// Decodes nix32 into exactly `n` bytes, rejecting wrong lengths, foreign
