@@ -237,6 +237,12 @@ impl MonitorDb {
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+        // Index and filter blocks live in that cache too, so memory stays
+        // bounded as the database grows (about 10 bits of filter per key:
+        // 25 MB at 1e7 entries, and growing, if kept outside it); the
+        // newest level's stay pinned, since every new path probes them.
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         opts.set_block_based_table_factory(&table);
         // Bounded memory: small write buffers, whatever the log's size.
         opts.set_write_buffer_size(32 << 20);

@@ -34,6 +34,7 @@ use vouch_spec::attestation::{Entry, References};
 use vouch_spec::checkpoint::open_checkpoint;
 use vouch_spec::compact::CompactRange;
 use vouch_spec::hash::Hash;
+use vouch_spec::nix::key::fingerprint;
 use vouch_spec::nix::narinfo::format_sha256;
 use vouch_spec::nix::{NixPublicKey, StorePath};
 use vouch_spec::note::Ed25519Verifier;
@@ -176,6 +177,16 @@ fn now() -> u64 {
     crate::now()
 }
 
+/// A chunk of entries read and checked, ready to apply.
+struct Prepared {
+    /// The position after it.
+    to: u64,
+    /// (index, entry bytes).
+    entries: Vec<(u64, Vec<u8>)>,
+    /// Each entry's check, in order.
+    checked: Vec<Checked>,
+}
+
 /// One entry, decoded and checked.
 enum Checked {
     Valid(Entry),
@@ -286,9 +297,35 @@ impl Monitor {
             .map_err(|e| MonitorError::Tracker(format!("stored frontier: {e}")))?;
         let mut cr = CompactRange::from_parts(pos.size, frontier)
             .map_err(|e| MonitorError::Tracker(format!("stored frontier: {e}")))?;
-        while pos.size < cp.size {
-            sev = sev.max(self.chunk(&mut pos, &mut cr, cp.size)?);
-        }
+        // Fetching and checking run one chunk ahead of applying, on their
+        // own thread: the apply step (one thread, the database) overlaps
+        // with the next chunk's fetch and signature checks.
+        let size = cp.size;
+        let start = pos.size;
+        let this: &Monitor = self;
+        let applied: Result<(), MonitorError> = std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, MonitorError>>(1);
+            scope.spawn(move || {
+                let mut from = start;
+                while from < size {
+                    let to = ((from / TILE_WIDTH + CHUNK_BUNDLES) * TILE_WIDTH).min(size);
+                    let p = this.prepare(from, to, size);
+                    let failed = p.is_err();
+                    if tx.send(p).is_err() || failed {
+                        return;
+                    }
+                    from = to;
+                }
+            });
+            while pos.size < size {
+                let p = rx
+                    .recv()
+                    .map_err(|_| MonitorError::Tracker("the fetching thread stopped".into()))??;
+                sev = sev.max(this.apply(&mut pos, &mut cr, p)?);
+            }
+            Ok(())
+        });
+        applied?;
         if cr.root() != cp.root {
             self.counters.misbehaviour.inc();
             self.report(json!({"kind": "log_tree_mismatch", "size": cp.size, "checkpoint": String::from_utf8_lossy(&cp_bytes), "computed_root": cr.root().to_base64()}));
@@ -375,7 +412,8 @@ impl Monitor {
 
     fn check_part(&self, chunk: &[(u64, Vec<u8>)]) -> Vec<Checked> {
         let mut out: Vec<Option<Checked>> = Vec::with_capacity(chunk.len());
-        let mut atts = Vec::new();
+        // (fingerprint, signature, key) of each decoded attestation.
+        let mut signed = Vec::new();
         let mut at = Vec::new();
         for (i, (_, bytes)) in chunk.iter().enumerate() {
             if transition::kind(bytes) == EntryKind::Transition {
@@ -394,32 +432,34 @@ impl Monitor {
                     continue;
                 }
             };
-            let refs = match &e.references {
-                References::Inline(_) => None,
-                References::Digest(d) => self.log.references(d).ok().flatten().map(|names| {
-                    names
-                        .iter()
-                        .filter_map(|l| StorePath::from_base(e.path.store_dir(), l).ok())
-                        .collect::<Vec<_>>()
-                }),
+            let fp = match &e.references {
+                // The common case: the fingerprint straight from the entry.
+                References::Inline(refs) => Ok(fingerprint(&e.path, &e.nar_hash, e.nar_size, refs)),
+                References::Digest(d) => {
+                    let refs = self.log.references(d).ok().flatten().map(|names| {
+                        names
+                            .iter()
+                            .filter_map(|l| StorePath::from_base(e.path.store_dir(), l).ok())
+                            .collect::<Vec<_>>()
+                    });
+                    e.attestation(refs.as_deref()).map(|a| a.fingerprint())
+                }
             };
-            match e.attestation(refs.as_deref()) {
-                Ok(a) => {
-                    atts.push(a);
+            match fp {
+                Ok(fp) => {
+                    signed.push((fp, e.sig, *e.key.key()));
                     at.push(i);
                     out.push(Some(Checked::Valid(e)));
                 }
                 Err(err) => out.push(Some(Checked::Invalid(err.to_string(), Some(e)))),
             }
         }
-        let fingerprints: Vec<String> = atts.iter().map(|a| a.fingerprint()).collect();
-        let items: Vec<vouch_spec::batch::Item> = atts
+        let items: Vec<vouch_spec::batch::Item> = signed
             .iter()
-            .zip(&fingerprints)
-            .map(|(a, f)| vouch_spec::batch::Item {
+            .map(|(f, sig, key)| vouch_spec::batch::Item {
                 msg: f.as_bytes(),
-                sig: a.sig,
-                key: *a.key.key(),
+                sig: *sig,
+                key: *key,
             })
             .collect();
         for bad in vouch_spec::batch::invalid(&items) {
@@ -434,15 +474,8 @@ impl Monitor {
         out.into_iter().flatten().collect()
     }
 
-    /// Reads, checks, applies and commits up to one chunk of entries.
-    fn chunk(
-        &self,
-        pos: &mut Position,
-        cr: &mut CompactRange,
-        size: u64,
-    ) -> Result<Severity, MonitorError> {
-        let from = pos.size;
-        let to = ((from / TILE_WIDTH + CHUNK_BUNDLES) * TILE_WIDTH).min(size);
+    /// Reads and checks entries `[from, to)` of a tree of `size`.
+    fn prepare(&self, from: u64, to: u64, size: u64) -> Result<Prepared, MonitorError> {
         let entries = self.fetch(from, to, size)?;
         if entries.len() as u64 != to - from {
             return Err(MonitorError::Bundle {
@@ -451,7 +484,29 @@ impl Monitor {
             });
         }
         let checked = self.check(&entries);
+        Ok(Prepared {
+            to,
+            entries,
+            checked,
+        })
+    }
+
+    /// Applies and commits one prepared chunk (the next after `pos`).
+    fn apply(
+        &self,
+        pos: &mut Position,
+        cr: &mut CompactRange,
+        p: Prepared,
+    ) -> Result<Severity, MonitorError> {
+        let Prepared {
+            to,
+            entries,
+            checked,
+        } = p;
         let seen = now();
+        // Keys' text form, once per chunk rather than once per entry.
+        let mut key_names: std::collections::HashMap<NixPublicKey, String> =
+            std::collections::HashMap::new();
         let mut step = self.db.step();
         let mut sev = Severity(0);
         let mut lines = Vec::new();
@@ -483,7 +538,14 @@ impl Monitor {
                     }
                 }
                 Checked::Valid(e) => {
-                    let key = e.key.to_string();
+                    let key = match key_names.get(&e.key) {
+                        Some(k) => k.clone(),
+                        None => {
+                            let k = e.key.to_string();
+                            key_names.insert(e.key.clone(), k.clone());
+                            k
+                        }
+                    };
                     if let Some(cut) = step.cutoff(&key)? {
                         if *index >= cut.index {
                             let v = Violation {
