@@ -235,13 +235,17 @@ enum Command {
         /// Progress file (lines done); reruns resume from it.
         #[arg(long)]
         state: PathBuf,
-        /// Narinfo fetches per second over all jobs (0: unlimited). The
-        /// default is polite to a public cache.
-        #[arg(long, default_value_t = 50.0)]
-        rate: f64,
-        /// Narinfo fetches in flight.
-        #[arg(long, default_value_t = 4)]
+        /// Narinfo fetches per second over all jobs (0: unlimited). Default:
+        /// 50 for an http(s) cache, polite to a public one; unlimited for a
+        /// file:// copy.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Narinfo fetches in flight (keep-alive connections to the cache).
+        #[arg(long, default_value_t = 8)]
         jobs: usize,
+        /// Submissions to the log in flight.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
         /// Attempts per narinfo before the run stops.
         #[arg(long, default_value_t = 5)]
         attempts: u32,
@@ -830,9 +834,15 @@ fn run() -> anyhow::Result<i32> {
             state,
             rate,
             jobs,
+            connections,
             attempts,
             batch,
         } => {
+            let rate = rate.unwrap_or(if cache.starts_with("file://") {
+                0.0
+            } else {
+                50.0
+            });
             let keys = keys
                 .iter()
                 .map(|k| {
@@ -851,12 +861,20 @@ fn run() -> anyhow::Result<i32> {
                 rate,
                 batch,
                 jobs,
+                connections,
                 attempts,
             };
+            let started = std::time::Instant::now();
             let r = cli::backfill::run(&s, &paths, &state)?;
+            let secs = started.elapsed().as_secs_f64();
             println!(
-                "backfilled {} paths: {} attestations submitted, {} missing from {cache}, {} bad signatures",
-                r.paths, r.attestations, r.missing, r.bad_signatures
+                "backfilled {} paths: {} attestations submitted, {} missing from {cache}, {} bad signatures, {} by retired keys ({secs:.1} s, {:.0} paths/s)",
+                r.paths,
+                r.attestations,
+                r.missing,
+                r.bad_signatures,
+                r.retired,
+                r.paths as f64 / secs.max(1e-9)
             );
             if r.left > 0 {
                 return Err(Exit(

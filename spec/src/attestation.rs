@@ -198,6 +198,18 @@ impl Attestation {
         narinfo: &NarInfo,
         key: &NixPublicKey,
     ) -> Result<Attestation, AttestationError> {
+        let a = Attestation::from_narinfo_unverified(narinfo, key)?;
+        a.verify()?;
+        Ok(a)
+    }
+
+    /// [`Attestation::from_narinfo`] without checking the signature, for a
+    /// submitter that leaves the check to the log (which checks every
+    /// signature anyway, in batches).
+    pub fn from_narinfo_unverified(
+        narinfo: &NarInfo,
+        key: &NixPublicKey,
+    ) -> Result<Attestation, AttestationError> {
         let sig = narinfo
             .sigs
             .iter()
@@ -206,7 +218,7 @@ impl Attestation {
                 path: narinfo.store_path.full(),
                 key: key.name().to_string(),
             })?;
-        let a = Attestation {
+        Ok(Attestation {
             path: narinfo.store_path.clone(),
             nar_hash: narinfo.nar_hash,
             nar_size: narinfo.nar_size,
@@ -214,9 +226,7 @@ impl Attestation {
             deriver: narinfo.deriver.clone(),
             key: key.clone(),
             sig: sig.sig,
-        };
-        a.verify()?;
-        Ok(a)
+        })
     }
 
     /// Nix's fingerprint of the attested path.

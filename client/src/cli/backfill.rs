@@ -1,15 +1,22 @@
 //! Backfill: log an existing binary cache's signatures as they are. For each
 //! store path in a list, fetch its narinfo (over HTTPS, HTTP or from a
-//! `file://` cache), turn every `Sig:` line by a given key into an
-//! attestation (verified first), and submit in batches.
+//! `file://` cache or a directory holding a copy of one), turn every `Sig:`
+//! line by a given key into an attestation, and submit in batches.
+//!
+//! At a real cache's scale (hundreds of millions of paths) it is a
+//! pipeline: `jobs` fetchers (keep-alive connections, at most `rate` per
+//! second over all of them) fill one chunk while the previous chunk's
+//! batches are submitted on `connections` connections at once. Signatures
+//! are not checked here: the log checks every one anyway (in batches, far
+//! faster than one by one), and a batch it refuses with 403 names the bad
+//! attestation, which is dropped and counted before the rest is resent.
 //!
 //! Contract: progress (the number of list lines done) is written only for
-//! lines whose attestations the log has acknowledged, or that the cache
-//! answered 404 for ("missing"). Any other failure to fetch a narinfo is
-//! retried with backoff; if it persists, the run stops there, records
-//! nothing from that line on, and reports how many paths are left, so a
-//! rerun retries them. Fetches run `jobs` at a time, at most `rate` per
-//! second over all of them.
+//! lines whose attestations the log has acknowledged (or refused for good:
+//! a bad signature, a retired key), or that the cache answered 404 for
+//! ("missing"). Any other failure to fetch a narinfo is retried with
+//! backoff; if it persists, the run stops there, records nothing from that
+//! line on, and reports how many paths are left, so a rerun retries them.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -38,6 +45,8 @@ pub struct Settings<'a> {
     pub batch: usize,
     /// Narinfo fetches in flight.
     pub jobs: usize,
+    /// Submissions in flight.
+    pub connections: usize,
     /// Attempts per narinfo before the run stops (at least 1).
     pub attempts: u32,
 }
@@ -51,8 +60,10 @@ pub struct Report {
     pub attestations: u64,
     /// Paths the cache does not have.
     pub missing: u64,
-    /// `Sig:` lines by a given key that did not verify (not submitted).
+    /// `Sig:` lines by a given key that the log refused as not verifying.
     pub bad_signatures: u64,
+    /// Attestations the log refused because their key is retired (§3.6).
+    pub retired: u64,
     /// Paths left undone because a fetch kept failing (0 when complete).
     pub left: u64,
     /// The failure that stopped the run, if any.
@@ -98,8 +109,8 @@ enum Fetched {
     Skip,
     /// The cache has no such narinfo.
     Missing,
-    /// The narinfo's attestations, and the count of bad signatures.
-    Found(Vec<Attestation>, u64),
+    /// The narinfo's attestations (unverified: the log checks them).
+    Found(Vec<Attestation>),
     /// The fetch kept failing.
     Failed(HttpError),
 }
@@ -175,24 +186,16 @@ fn fetch_one(s: &Settings, pace: &Pace, hash: &str) -> Fetched {
             // A narinfo the cache serves but that does not parse cannot be
             // logged by any rerun either: it counts as done, loudly.
             tracing::warn!(%url, error = %e, "not a valid narinfo; skipped");
-            return Fetched::Found(Vec::new(), 0);
+            return Fetched::Found(Vec::new());
         }
     };
-    let mut atts = Vec::new();
-    let mut bad = 0;
-    for k in s.keys {
-        if !n.sigs.iter().any(|g| g.name == k.name()) {
-            continue;
-        }
-        match Attestation::from_narinfo(&n, k) {
-            Ok(a) => atts.push(a),
-            Err(e) => {
-                tracing::warn!(%url, error = %e, "signature does not verify; not logged");
-                bad += 1;
-            }
-        }
-    }
-    Fetched::Found(atts, bad)
+    // Unverified: the log verifies (and names any bad one).
+    let atts = s
+        .keys
+        .iter()
+        .filter_map(|k| Attestation::from_narinfo_unverified(&n, k).ok())
+        .collect();
+    Fetched::Found(atts)
 }
 
 /// Fetches lines `[from, to)` with `s.jobs` workers, in order.
@@ -228,28 +231,114 @@ fn fetch_chunk(s: &Settings, pace: &Pace, hashes: &[Option<String>]) -> Vec<Fetc
         .collect()
 }
 
-/// Submits `atts` in batches, waiting out 429/503 and unreachable logs.
-fn submit(s: &Settings, atts: &[Attestation]) -> Result<(), BackfillError> {
-    for chunk in atts.chunks(s.batch.max(1)) {
-        let body: Vec<u8> = chunk.iter().flat_map(|a| a.encode()).collect();
-        let mut backoff = 1u64;
-        loop {
-            match s.log.submit(&body, false) {
-                Ok(_) => break,
-                Err(e) if e.is_transient() => {
-                    let wait = match &e {
-                        FetchError::Http(h) => h.retry_after().unwrap_or(backoff),
-                        _ => backoff,
-                    };
-                    tracing::info!(error = %e, wait, "log busy or unreachable; waiting");
-                    std::thread::sleep(Duration::from_secs(wait));
-                    backoff = (backoff * 2).min(60);
-                }
-                Err(e) => return Err(BackfillError::Refused(e)),
+/// Why the log refused one attestation of a batch for good, from its 403
+/// reason: `attestation N (…): signature … does not verify` or `entry N
+/// (attestation): builder key … was retired …`.
+fn refused_one(reason: &str) -> Option<(usize, bool)> {
+    let (n, rest) = reason
+        .strip_prefix("attestation ")
+        .map(|r| (r, false))
+        .or_else(|| reason.strip_prefix("entry ").map(|r| (r, true)))?;
+    let digits: String = n.chars().take_while(char::is_ascii_digit).collect();
+    let i = digits.parse().ok()?;
+    if !rest && n.contains("does not verify") {
+        return Some((i, false));
+    }
+    if rest && n.contains("was retired") {
+        return Some((i, true));
+    }
+    None
+}
+
+/// What submitting a chunk's batches refused for good.
+#[derive(Default)]
+struct Refusals {
+    bad_signatures: u64,
+    retired: u64,
+}
+
+/// Submits one batch, waiting out 429/503 and unreachable logs, dropping
+/// attestations the log refuses for good (a bad signature, a retired key).
+fn submit_batch(s: &Settings, batch: &[Attestation]) -> Result<Refusals, BackfillError> {
+    let mut batch: Vec<&Attestation> = batch.iter().collect();
+    let mut refused = Refusals::default();
+    let mut backoff = 1u64;
+    while !batch.is_empty() {
+        let body: Vec<u8> = batch.iter().flat_map(|a| a.encode()).collect();
+        match s.log.submit(&body, false) {
+            Ok(_) => break,
+            Err(e) if e.is_transient() => {
+                let wait = match &e {
+                    FetchError::Http(h) => h.retry_after().unwrap_or(backoff),
+                    _ => backoff,
+                };
+                tracing::info!(error = %e, wait, "log busy or unreachable; waiting");
+                std::thread::sleep(Duration::from_secs(wait));
+                backoff = (backoff * 2).min(60);
             }
+            Err(FetchError::Http(HttpError::Status {
+                status: 403,
+                reason,
+                ..
+            })) if refused_one(&reason).is_some_and(|(i, _)| i < batch.len()) => {
+                let Some((i, retired)) = refused_one(&reason) else {
+                    continue;
+                };
+                tracing::warn!(path = %batch[i].path, %reason, "refused by the log; not logged");
+                if retired {
+                    refused.retired += 1;
+                } else {
+                    refused.bad_signatures += 1;
+                }
+                batch.remove(i);
+            }
+            Err(e) => return Err(BackfillError::Refused(e)),
         }
     }
-    Ok(())
+    Ok(refused)
+}
+
+/// Submits `atts` in batches on `s.connections` connections at once.
+fn submit(s: &Settings, atts: &[Attestation]) -> Result<Refusals, BackfillError> {
+    let batches: Vec<&[Attestation]> = atts.chunks(s.batch.max(1)).collect();
+    let next = Mutex::new(0usize);
+    let total = Mutex::new(Ok(Refusals::default()));
+    std::thread::scope(|scope| {
+        for _ in 0..s.connections.clamp(1, 64).min(batches.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = match next.lock() {
+                    Ok(mut n) if *n < batches.len() => {
+                        *n += 1;
+                        *n - 1
+                    }
+                    _ => return,
+                };
+                let r = submit_batch(s, batches[i]);
+                if let Ok(mut t) = total.lock() {
+                    match (&mut *t, r) {
+                        (Ok(t), Ok(r)) => {
+                            t.bad_signatures += r.bad_signatures;
+                            t.retired += r.retired;
+                        }
+                        (t @ Ok(_), Err(e)) => *t = Err(e),
+                        (Err(_), _) => {}
+                    }
+                }
+            });
+        }
+    });
+    total.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One chunk of the list, fetched: where it ends, what to submit, what was
+/// counted, and the failure that cut it short.
+struct Chunk {
+    upto: usize,
+    end: usize,
+    atts: Vec<Attestation>,
+    paths: u64,
+    missing: u64,
+    stopped_by: Option<String>,
 }
 
 /// Runs the backfill over `list`, resuming after the line count in `state`.
@@ -262,69 +351,104 @@ pub fn run(s: &Settings, list: &Path, state: &Path) -> Result<Report, BackfillEr
         .unwrap_or(0)
         .min(lines.len());
     let pace = Pace::new(s.rate);
-    let mut report = Report::default();
     let progress = Progress::new(lines.len() as u64, "paths");
     progress.set(done as u64);
-    let chunk_len = (s.jobs.max(1) * 64).max(s.batch.max(1));
-    let mut i = done;
-    while i < lines.len() {
-        let end = (i + chunk_len).min(lines.len());
-        let mut hashes = Vec::with_capacity(end - i);
-        for (k, line) in lines[i..end].iter().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                hashes.push(None);
-                continue;
-            }
-            hashes.push(Some(hash_part(line).ok_or_else(|| {
-                BackfillError::BadLine {
-                    list: list.display().to_string(),
-                    line: i + k + 1,
-                    text: line.to_string(),
-                }
-            })?));
-        }
-        let fetched = fetch_chunk(s, &pace, &hashes);
-        let mut atts = Vec::new();
-        let mut upto = end;
-        for (k, f) in fetched.into_iter().enumerate() {
-            match f {
-                Fetched::Skip => continue,
-                Fetched::Missing => report.missing += 1,
-                Fetched::Found(a, bad) => {
-                    atts.extend(a);
-                    report.bad_signatures += bad;
-                }
-                Fetched::Failed(e) => {
-                    upto = i + k;
-                    report.stopped_by = Some(e.to_string());
+    let chunk_len = (s.jobs.max(1) * 64).max(s.batch.max(1) * s.connections.max(1));
+    // Fetching (this thread) runs one chunk ahead of submitting (the
+    // scoped thread), which alone writes progress, in order.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+    let submitted = std::thread::scope(|scope| {
+        let submitter = scope.spawn(|| -> Result<Report, BackfillError> {
+            let mut report = Report::default();
+            for c in rx {
+                let refused = submit(s, &c.atts)?;
+                report.paths += c.paths;
+                report.missing += c.missing;
+                report.attestations +=
+                    c.atts.len() as u64 - refused.bad_signatures - refused.retired;
+                report.bad_signatures += refused.bad_signatures;
+                report.retired += refused.retired;
+                vouch::atomic::write(state, format!("{}\n", c.upto).as_bytes())
+                    .map_err(io(state))?;
+                progress.set(c.upto as u64);
+                progress.message(&format!(
+                    "{} attestations, {} missing",
+                    report.attestations, report.missing
+                ));
+                if c.upto < c.end {
+                    report.stopped_by = c.stopped_by;
+                    report.left = lines[c.upto..]
+                        .iter()
+                        .filter(|l| {
+                            let l = l.trim();
+                            !l.is_empty() && !l.starts_with('#')
+                        })
+                        .count() as u64;
                     break;
                 }
             }
-            report.paths += 1;
-        }
-        submit(s, &atts)?;
-        report.attestations += atts.len() as u64;
-        vouch::atomic::write(state, format!("{upto}\n").as_bytes()).map_err(io(state))?;
-        progress.set(upto as u64);
-        progress.message(&format!(
-            "{} attestations, {} missing",
-            report.attestations, report.missing
-        ));
-        if upto < end {
-            report.left = lines[upto..]
-                .iter()
-                .filter(|l| {
-                    let l = l.trim();
-                    !l.is_empty() && !l.starts_with('#')
-                })
-                .count() as u64;
-            break;
-        }
-        i = end;
-    }
+            Ok(report)
+        });
+        let mut i = done;
+        let fetched: Result<(), BackfillError> = (|| {
+            while i < lines.len() {
+                let end = (i + chunk_len).min(lines.len());
+                let mut hashes = Vec::with_capacity(end - i);
+                for (k, line) in lines[i..end].iter().enumerate() {
+                    let line = line.trim();
+                    if line.is_empty() || line.starts_with('#') {
+                        hashes.push(None);
+                        continue;
+                    }
+                    hashes.push(Some(hash_part(line).ok_or_else(|| {
+                        BackfillError::BadLine {
+                            list: list.display().to_string(),
+                            line: i + k + 1,
+                            text: line.to_string(),
+                        }
+                    })?));
+                }
+                let mut c = Chunk {
+                    upto: end,
+                    end,
+                    atts: Vec::new(),
+                    paths: 0,
+                    missing: 0,
+                    stopped_by: None,
+                };
+                for (k, f) in fetch_chunk(s, &pace, &hashes).into_iter().enumerate() {
+                    match f {
+                        Fetched::Skip => continue,
+                        Fetched::Missing => c.missing += 1,
+                        Fetched::Found(a) => c.atts.extend(a),
+                        Fetched::Failed(e) => {
+                            c.upto = i + k;
+                            c.stopped_by = Some(e.to_string());
+                            break;
+                        }
+                    }
+                    c.paths += 1;
+                }
+                let stop = c.upto < c.end;
+                // A closed channel: the submitter stopped with an error.
+                if tx.send(c).is_err() || stop {
+                    break;
+                }
+                i = end;
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let report = submitter.join().unwrap_or_else(|_| {
+            Err(BackfillError::Io {
+                path: state.display().to_string(),
+                err: std::io::Error::other("the submitting thread panicked"),
+            })
+        });
+        fetched.and(report)
+    });
     progress.finish();
-    Ok(report)
+    submitted
 }
 
 #[cfg(test)]
@@ -342,6 +466,23 @@ mod tests {
             Some("71z0irc81f1wmhlqhcxmb0h9y78nfkns")
         );
         assert_eq!(hash_part("hello"), None);
+    }
+
+    #[test]
+    fn the_logs_refusals_name_the_attestation() {
+        assert_eq!(
+            refused_one("attestation 3 (/nix/store/x): signature by builder key k does not verify over the fingerprint"),
+            Some((3, false))
+        );
+        assert_eq!(
+            refused_one("entry 12 (attestation): builder key k was retired by its transition at index 5; the log appends nothing it signs from there on"),
+            Some((12, true))
+        );
+        assert_eq!(
+            refused_one("entry 0: builder key k is not on this log's allow-list"),
+            None
+        );
+        assert_eq!(refused_one("attestation x"), None);
     }
 
     #[test]

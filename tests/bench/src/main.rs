@@ -5,6 +5,7 @@
 //! log that is already running.
 #![forbid(unsafe_code)]
 
+mod backfill;
 mod ceilings;
 mod gen;
 mod ingest;
@@ -121,6 +122,26 @@ enum Cmd {
         #[arg(long, default_value = "bench-plot.svg")]
         plot: PathBuf,
     },
+    /// `vouch backfill` from a directory holding a copy of a binary cache
+    /// (N narinfos signed by one key, written once and kept) into a fresh
+    /// log: paths/s end to end.
+    Backfill {
+        /// Narinfos in the cache copy.
+        #[arg(long, default_value_t = 1_000_000)]
+        paths: u64,
+        /// Working directory (the cache copy is kept between runs).
+        #[arg(long, default_value = "target/vouch-bench-backfill")]
+        dir: PathBuf,
+        /// `vouch backfill --jobs`.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// `vouch backfill --connections`.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// `vouch backfill --batch`.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
     /// Redraw the plot from a results file.
     Plot {
         /// Results written by `scale`.
@@ -139,6 +160,16 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::to_string_pretty(&ceilings::measure(secs))?
             );
+        }
+        Cmd::Backfill {
+            paths,
+            dir,
+            jobs,
+            connections,
+            batch,
+        } => {
+            let r = backfill::run(&dir, paths, jobs, connections, batch)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
         }
         Cmd::Ingest {
             log,

@@ -146,10 +146,18 @@ pub struct ScaleOpts {
     pub narinfos: usize,
 }
 
-struct Log {
+pub struct Log {
     child: Child,
-    url: String,
+    /// Its URL.
+    pub url: String,
     vkey: String,
+}
+
+impl Log {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Log {
@@ -159,7 +167,7 @@ impl Drop for Log {
     }
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let p = me.with_file_name(name);
     if !p.exists() {
@@ -171,7 +179,7 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-fn start_log(dir: &Path) -> anyhow::Result<Log> {
+pub fn start_log(dir: &Path) -> anyhow::Result<Log> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
