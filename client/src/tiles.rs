@@ -112,15 +112,35 @@ impl LogClient {
     /// A consistency proof from `old` to `new`, computed from the log's
     /// tiles (empty when `old` is 0 or equals `new`).
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, FetchError> {
+        Ok(self.consistency_proof_cached(old, new, None)?.0)
+    }
+
+    /// [`LogClient::consistency_proof`] taking full tiles from `cache` when
+    /// it has them; call [`Fetched::verified`] on the second value once
+    /// the proof verified.
+    pub fn consistency_proof_cached(
+        &self,
+        old: u64,
+        new: u64,
+        cache: Option<&TileCache>,
+    ) -> Result<(Vec<Hash>, Fetched), FetchError> {
         if old == 0 || old == new {
-            return Ok(Vec::new());
+            return Ok((
+                Vec::new(),
+                Fetched {
+                    set: TileSet::new(new),
+                    fresh: Vec::new(),
+                },
+            ));
         }
         let base = self.url().base();
         let ranges =
             consistency::proof_ranges(old, new).map_err(|e| FetchError::invalid(base, e))?;
         let nodes: Vec<NodeId> = ranges.into_iter().flat_map(range_nodes).collect();
-        let set = self.tiles(new, &nodes, None)?.set;
-        consistency::prove(old, new, &set).map_err(|e| FetchError::invalid(base, e))
+        let fetched = self.tiles(new, &nodes, cache)?;
+        let proof =
+            consistency::prove(old, new, &fetched.set).map_err(|e| FetchError::invalid(base, e))?;
+        Ok((proof, fetched))
     }
 
     /// An inclusion proof for `index` in the tree of `size`, from the log's

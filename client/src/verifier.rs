@@ -846,6 +846,11 @@ impl Verifier {
                 msg: "checkpoint does not parse".into(),
             });
         };
+        // Full tiles come from the on-disk cache once a proof from them
+        // verified: a client re-proves old proofs from a handful of edge
+        // tiles.
+        let tiles = self.tile_cache(&kept, &shown);
+        let mut fetched = Vec::new();
         for (i, b) in bundles.iter().enumerate() {
             let Some(extra) = &b.extra else {
                 return Verdict::failed(Rejection::BadEntry {
@@ -858,10 +863,15 @@ impl Verifier {
                 .and_then(|n| Checkpoint::parse(&n.text).ok())
                 .map(|c| c.size);
             let to_shown = match own {
-                Some(s) if s <= size => match self.log.consistency_proof(s, size) {
-                    Ok(p) => Some(p),
-                    Err(e) => return Verdict::failed(e.into()),
-                },
+                Some(s) if s <= size => {
+                    match self.log.consistency_proof_cached(s, size, tiles.as_ref()) {
+                        Ok((p, f)) => {
+                            fetched.push(f);
+                            Some(p)
+                        }
+                        Err(e) => return Verdict::failed(e.into()),
+                    }
+                }
                 _ => None,
             };
             shown.entries.push(Candidate {
@@ -874,7 +884,20 @@ impl Verifier {
                 },
             });
         }
-        self.decide(&kept, &shown, Some(narinfo), Clock::Now(now()))
+        let v = self.decide(&kept, &shown, Some(narinfo), Clock::Now(now()));
+        // The consistency proofs were checked (step 5) and held.
+        if matches!(
+            v.outcome,
+            Ok(_)
+                | Err(Rejection::TooFewBuilders { .. }
+                    | Rejection::Disagreement { .. }
+                    | Rejection::Retired { .. })
+        ) {
+            for f in fetched {
+                f.verified(tiles.as_ref());
+            }
+        }
+        v
     }
 
     /// Clears the fork record of every log in the policy; returns the

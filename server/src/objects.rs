@@ -2,11 +2,13 @@
 //! directory (for nginx, or a CDN pulling from disk) or an S3-compatible
 //! bucket, behind one method.
 //!
-//! Durability contract of [`Backend::put`]: it returns `Ok` only once the
-//! object is stored durably, whole, with exactly these bytes, and readable
-//! at `key` under the backend's public prefix; after an `Err` the object
-//! may be absent, the old one, or the new one, never torn. Every put is
-//! idempotent: the publisher repeats puts after a crash, always with the
+//! Contract: [`Backend::put`] returns `Ok` once the object is readable,
+//! whole, with exactly these bytes, at `key` under the backend's public
+//! prefix (after an `Err` it may be absent, the old one or the new one,
+//! never torn to a reader); every object put before a [`Backend::sync`]
+//! that returned `Ok` survives a crash of the machine. The publisher syncs
+//! before it puts a checkpoint and before it advances its marker. Every put
+//! is idempotent: the publisher repeats puts after a crash, always with the
 //! same bytes for the same key except the checkpoint, which only moves
 //! forward. Nothing is ever deleted.
 
@@ -67,17 +69,21 @@ pub enum ObjectError {
     Url(String),
 }
 
-/// One method: store an object (see the module documentation for its
-/// durability contract).
+/// Where objects go (see the module documentation for the contract).
 pub trait Backend: Send + Sync + 'static {
     /// Stores `data` at `key` (a relative path such as `tile/0/000`).
     fn put(&self, key: &str, data: &[u8], meta: Meta) -> Result<(), ObjectError>;
+    /// Makes every object put so far durable (a no-op where puts are).
+    fn sync(&self) -> Result<(), ObjectError> {
+        Ok(())
+    }
     /// Where it publishes, for logs and errors.
     fn describe(&self) -> String;
 }
 
-/// A directory: each object a file, written to a temporary name, synced,
-/// renamed into place and its directory synced.
+/// A directory: each object a file, written to a temporary name and
+/// renamed into place (readers never see a partial file); [`Backend::sync`]
+/// is one `syncfs` of the filesystem, rather than two fsyncs per object.
 pub struct FsBackend {
     root: PathBuf,
 }
@@ -105,13 +111,19 @@ impl Backend for FsBackend {
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
         f.write_all(data).map_err(err)?;
-        f.sync_all().map_err(err)?;
         drop(f);
         std::fs::rename(&tmp, &path).map_err(err)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
         Ok(())
+    }
+
+    fn sync(&self) -> Result<(), ObjectError> {
+        let err = |err| ObjectError::File {
+            path: self.root.display().to_string(),
+            err,
+        };
+        std::fs::create_dir_all(&self.root).map_err(err)?;
+        let d = std::fs::File::open(&self.root).map_err(err)?;
+        rustix::fs::syncfs(&d).map_err(|e| err(e.into()))
     }
 
     fn describe(&self) -> String {
