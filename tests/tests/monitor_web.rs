@@ -63,7 +63,16 @@ fn the_web_view_shows_a_planted_disagreement_and_never_runs_a_name() {
     }
     let (status, answer) = log.submit(&body, false);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-    let total = 60 + 60 + 30;
+    // The markup-named key hands over to another: the transition tables
+    // show its name as text too.
+    let handover = vouch_spec::transition::Transition::handover(&other, &builder(9));
+    let (status, answer) = vouch_tests::response(
+        ureq::post(&format!("{}/vouch/v1/transition", log.url))
+            .set("Content-Type", "text/plain")
+            .send_bytes(&handover.encode()),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let total = 60 + 60 + 30 + 1;
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -110,6 +119,11 @@ fn the_web_view_shows_a_planted_disagreement_and_never_runs_a_name() {
         b.execute("return [...document.images].every(i => i.complete && i.naturalWidth > 0)"),
         Value::Bool(true),
         "the plots load"
+    );
+    let transitions = b.find("#transitions").text();
+    assert!(
+        transitions.contains(IMG_NAME) && transitions.contains(builder(9).name()),
+        "{transitions}"
     );
     b.screenshot(&shots.join("monitor-overview.png"));
 
