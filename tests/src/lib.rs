@@ -2,6 +2,7 @@
 //! their own data directories, talk to them over HTTP, kill them.
 #![forbid(unsafe_code)]
 
+pub mod garage;
 pub mod lying;
 pub mod nixtool;
 pub mod static_log;

@@ -136,6 +136,15 @@ pub enum Site {
     Proxy(String),
     /// Serves this directory as static files (a binary cache).
     Files(PathBuf),
+    /// A CDN in front of a bucket: proxies to an object store's website
+    /// endpoint (`to`, `127.0.0.1:PORT`) with `Host: host` naming the
+    /// bucket.
+    Bucket {
+        /// The website endpoint.
+        to: String,
+        /// The host naming the bucket.
+        host: String,
+    },
 }
 
 /// The address nginx connects to backends from.
@@ -168,6 +177,10 @@ impl Nginx {
                      proxy_read_timeout 120s; }}"
                 ),
                 Site::Files(root) => format!("root {}; location / {{ }}", root.display()),
+                Site::Bucket { to, host } => format!(
+                    "location / {{ proxy_pass http://{to}; proxy_set_header Host {host}; \
+                     proxy_http_version 1.1; }}"
+                ),
             };
             servers.push_str(&format!(
                 "server {{ listen 127.0.0.1:{port} ssl; server_name localhost; \
