@@ -291,6 +291,9 @@ impl Publisher {
         head: &Published,
     ) -> Result<(), PublishError> {
         let reads = self.tree.reads();
+        // One node reader for the batch: the entries share their level-0
+        // tile, read once instead of once per proof.
+        let nodes = self.tree.nodes(head.size);
         for (i, e) in items {
             let i = *i;
             if kind(e) != EntryKind::Attestation {
@@ -318,11 +321,18 @@ impl Publisher {
                 .ok_or_else(|| {
                     PublishError::Missing(format!("entry {i} is not in its path's index"))
                 })?;
-            let text = crate::proofs::tlog_proof(&self.tree, i, e.clone(), head)
-                .map_err(|e| PublishError::Missing(e.to_string()))?;
+            let proof = vouch_spec::inclusion::prove(i, head.size, &nodes)
+                .map_err(|e| PublishError::Missing(format!("proof of entry {i}: {e}")))?;
+            let text = vouch_spec::tlog_proof::TlogProof {
+                extra: Some(e.clone()),
+                index: i,
+                proof,
+                checkpoint: head.checkpoint.as_ref().clone(),
+            }
+            .encode();
             self.put(
                 &format!("{hash}.vouch/{rank}.tlog-proof"),
-                text.as_bytes(),
+                &text,
                 objects::PROOF,
             )?;
         }
