@@ -160,43 +160,16 @@ fn nix_substitutes_from_an_s3_bucket_behind_a_cdn_with_the_log_stopped() {
     assert!(h.contains("cache-control: public, max-age=5"), "{h}");
 
     // Go's sumdb/tlog verifies what the CDN serves.
-    let mirror = dir.join("mirror");
     let (_, _, cp) = cdn_get(&ca_file, &format!("{cdn}/log/checkpoint"));
-    std::fs::create_dir_all(&mirror).unwrap();
-    std::fs::write(mirror.join("checkpoint"), &cp).unwrap();
-    for t in Tile::all_for_size(size) {
-        let mut paths = vec![t.path()];
-        if t.kind == (TileKind::Hash { level: 0 }) {
-            paths.push(
-                Tile {
-                    kind: TileKind::Entries,
-                    ..t
-                }
-                .path(),
-            );
-        }
-        for p in paths {
-            let (s, _, data) = cdn_get(&ca_file, &format!("{cdn}/log/{p}"));
-            assert_eq!(s, 200, "{p}");
-            let f = mirror.join(&p);
-            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-            std::fs::write(f, data).unwrap();
-        }
-    }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/testdata/go/interop.go");
-    let out = Command::new("go")
-        .arg("run")
-        .arg(&src)
-        .args(["verify-log", mirror.to_str().unwrap(), &log.vkey])
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .output()
-        .expect("go");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with(&format!("ok {size}\n")),
-        "Go: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let m = mirror(
+        |p| {
+            let (s, _, b) = cdn_get(&ca_file, &format!("{cdn}/log/{p}"));
+            (s, b)
+        },
+        size,
+        &cp,
     );
+    go_verifies(&m, &log.vkey, size);
 
     // The log stops. Nix substitutes from the CDN alone.
     log.kill();
@@ -262,4 +235,129 @@ fn nix_substitutes_from_an_s3_bucket_behind_a_cdn_with_the_log_stopped() {
     assert!(kept, "the client keeps the CDN's size-{size} checkpoint");
     drop(nginx);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every published tile and bundle of the tree of `size`, fetched through
+/// `get` into a directory, with the checkpoint: what Go verifies.
+fn mirror(get: impl Fn(&str) -> (u16, Vec<u8>), size: u64, checkpoint: &[u8]) -> PathBuf {
+    let dir = temp_dir("s3-mirror");
+    std::fs::write(dir.join("checkpoint"), checkpoint).unwrap();
+    for t in Tile::all_for_size(size) {
+        let mut paths = vec![t.path()];
+        if t.kind == (TileKind::Hash { level: 0 }) {
+            paths.push(
+                Tile {
+                    kind: TileKind::Entries,
+                    ..t
+                }
+                .path(),
+            );
+        }
+        for p in paths {
+            let (s, data) = get(&p);
+            assert_eq!(s, 200, "{p} is missing from the bucket");
+            let f = dir.join(&p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, data).unwrap();
+        }
+    }
+    dir
+}
+
+fn go_verifies(dir: &Path, vkey: &str, size: u64) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/testdata/go/interop.go");
+    let out = Command::new("go")
+        .arg("run")
+        .arg(&src)
+        .args(["verify-log", dir.to_str().unwrap(), vkey])
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .output()
+        .expect("go");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&format!("ok {size}\n")),
+        "Go: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// SIGKILL of the log while it publishes to the bucket: every time, the
+/// checkpoint in the bucket verifies from the tiles in the bucket (Go),
+/// until two kills are seen to land between a round's tiles and its
+/// checkpoint; the restarted log then completes the publication.
+#[test]
+fn sigkill_while_publishing_to_s3_leaves_the_bucket_verifiable() {
+    let garage = Garage::start("vouch");
+    let (logdir, vkey) = log_keygen();
+    let mut log = Log::start_with_env(
+        logdir,
+        vkey,
+        &format!(
+            "batch_max_entries = 300\n[publish]\ntiles = \"s3://vouch/log\"\n{}",
+            garage.publish_s3_toml()
+        ),
+        true,
+        &garage.env(),
+        free_port(),
+    );
+    // Anonymous reads from the website endpoint, naming the bucket.
+    let host = garage.web_host();
+    let get = |p: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Host: {host}"))
+            .arg(format!("http://{}/log/{p}", garage.web))
+            .output()
+            .expect("curl");
+        let mut b = out.stdout;
+        let nl = b.iter().rposition(|c| *c == b'\n').unwrap_or(0);
+        let code = String::from_utf8_lossy(&b[nl + 1..]).parse().unwrap_or(0);
+        b.truncate(nl);
+        (code, b)
+    };
+    let (mut next, mut ahead, mut round) = (0u64, 0, 0u64);
+    while ahead < 2 {
+        round += 1;
+        assert!(
+            round <= 40,
+            "no kill landed between tiles and checkpoint in 40 rounds"
+        );
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(150 + 97 * (round % 8));
+        while std::time::Instant::now() < deadline {
+            let body: Vec<u8> = (0..300)
+                .flat_map(|i| attestation(&builder(54), next + i, 0).encode())
+                .collect();
+            assert_eq!(log.submit(&body, false).0, 200);
+            next += 300;
+        }
+        log.kill();
+        let (s, cp) = get("checkpoint");
+        if s == 200 {
+            let size = vouch_tests::checkpoint_size(&cp).unwrap();
+            let m = mirror(get, size, &cp);
+            go_verifies(&m, &log.vkey, size);
+            let _ = std::fs::remove_dir_all(&m);
+            let beyond = ((size % 256 + 1)..=256).any(|w| {
+                let t = Tile {
+                    kind: TileKind::Entries,
+                    index: size / 256,
+                    width: w as u16,
+                };
+                get(&t.path()).0 == 200
+            });
+            if beyond {
+                ahead += 1;
+            }
+        }
+        log.restart();
+    }
+    vouch_tests::wait_until("the restarted log completes the publication", 60, || {
+        let (s, cp) = get("checkpoint");
+        s == 200 && vouch_tests::checkpoint_size(&cp) == Some(next)
+    });
+    let (_, cp) = get("checkpoint");
+    let m = mirror(get, next, &cp);
+    go_verifies(&m, &log.vkey, next);
+    eprintln!("{ahead} of {round} kills left tiles in the bucket beyond its checkpoint");
 }
