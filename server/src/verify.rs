@@ -23,19 +23,18 @@ fn split_attestations(body: &[u8]) -> Result<Vec<&[u8]>, ApiError> {
             "body must start with the line {HEADER:?}"
         )));
     }
+    // Compare only at line starts: a byte-by-byte window search cost 8% of
+    // the log's CPU under ingest (perf, BENCHMARKS.md).
     let mut starts = vec![0usize];
-    let needle = format!("\n{HEADER}\n");
-    let mut from = 0;
-    while let Some(p) = find(&body[from..], needle.as_bytes()) {
-        starts.push(from + p + 1);
-        from += p + 1;
-    }
+    starts.extend(
+        body.iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1)
+            .filter(|&s| body[s..].starts_with(header.as_bytes())),
+    );
     starts.push(body.len());
     Ok(starts.windows(2).map(|w| &body[w[0]..w[1]]).collect())
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Parses every attestation of a body (at most `max` of them, 413 beyond).
