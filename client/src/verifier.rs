@@ -760,11 +760,9 @@ impl Verifier {
     pub fn verdict_offline(&self, narinfo: &NarInfo, bundles: &[TlogProof]) -> Verdict {
         let mut shown = Shown::default();
         for (i, b) in bundles.iter().enumerate() {
-            let Some(extra) = &b.extra else {
-                return Verdict::failed(Rejection::BadEntry {
-                    index: b.index,
-                    msg: format!("tlog-proof {i}: no entry in the extra line"),
-                });
+            let extra = match bundle_entry(i, b) {
+                Ok(e) => e,
+                Err(e) => return Verdict::failed(e),
             };
             shown.entries.push(Candidate {
                 index: b.index,
@@ -852,11 +850,9 @@ impl Verifier {
         let tiles = self.tile_cache(&kept, &shown);
         let mut fetched = Vec::new();
         for (i, b) in bundles.iter().enumerate() {
-            let Some(extra) = &b.extra else {
-                return Verdict::failed(Rejection::BadEntry {
-                    index: b.index,
-                    msg: format!("tlog-proof {i}: no entry in the extra line"),
-                });
+            let extra = match bundle_entry(i, b) {
+                Ok(e) => e,
+                Err(e) => return Verdict::failed(e),
             };
             let own = vouch_spec::note::Note::parse(&b.checkpoint)
                 .ok()
@@ -922,6 +918,15 @@ impl Verifier {
             .map(|l| vouch_spec::note::NoteVerifier::name(&l.verifier).to_string())
             .collect()
     }
+}
+
+/// The entry a published tlog-proof (the `i`th given) carries in its
+/// `extra` line: a proof without one proves nothing here.
+fn bundle_entry(i: usize, b: &TlogProof) -> Result<&Vec<u8>, Rejection> {
+    b.extra.as_ref().ok_or_else(|| Rejection::BadEntry {
+        index: b.index,
+        msg: format!("tlog-proof {i}: no entry in the extra line"),
+    })
 }
 
 fn origin_of(kept: &Kept, shown: &Shown) -> String {

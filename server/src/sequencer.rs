@@ -557,6 +557,18 @@ mod tests {
     use vouch_spec::tile::TILE_WIDTH;
     use vouch_spec::{consistency, inclusion};
 
+    /// Batches of any size, committed at once, for `test.example/log`.
+    fn test_settings() -> Settings {
+        Settings {
+            max_entries: 1 << 20,
+            max_wait: Duration::ZERO,
+            origin: "test.example/log".into(),
+            data_dir: std::env::temp_dir(),
+            min_free_disk_bytes: 0,
+            queue_capacity: 1,
+        }
+    }
+
     fn test_key() -> NixPublicKey {
         vouch_spec::nix::NixSecretKey::from_seed("b", &[3; 32])
             .unwrap()
@@ -613,14 +625,7 @@ mod tests {
     fn a_retired_key_is_refused_from_its_cutoff_on() {
         let store: Arc<dyn Store> = Arc::new(MemStore::default());
         let signer = Ed25519Signer::from_seed("test.example/log", &[9; 32]).unwrap();
-        let settings = Settings {
-            max_entries: 1 << 20,
-            max_wait: Duration::ZERO,
-            origin: "test.example/log".into(),
-            data_dir: std::env::temp_dir(),
-            min_free_disk_bytes: 0,
-            queue_capacity: 1,
-        };
+        let settings = test_settings();
         let range = range_of(&recover(&*store, &signer, &settings.origin).unwrap()).unwrap();
         let (k, other) = (test_key(), {
             vouch_spec::nix::NixSecretKey::from_seed("c", &[4; 32])
@@ -683,14 +688,7 @@ mod tests {
         let mem = Arc::new(MemStore::default());
         let store: Arc<dyn Store> = mem.clone();
         let signer = Ed25519Signer::from_seed("test.example/log", &[9; 32]).unwrap();
-        let settings = Settings {
-            max_entries: 1 << 20,
-            max_wait: Duration::ZERO,
-            origin: "test.example/log".into(),
-            data_dir: std::env::temp_dir(),
-            min_free_disk_bytes: 0,
-            queue_capacity: 1,
-        };
+        let settings = test_settings();
         let state = recover(&*store, &signer, &settings.origin).unwrap();
         let mut range = range_of(&state).unwrap();
         let reader = TreeReader::new(mem.clone());

@@ -590,3 +590,56 @@ pub fn client_config(url: &str, policy: &Path, state: &Path) -> vouch::verifier:
         pinned_transitions: Vec::new(),
     }
 }
+
+/// Copies the checkpoint and every tile and entry bundle of the tree of
+/// `size`, each fetched by `get(path)` as (status, body), into a new
+/// directory: what [`go_verify_log`] reads.
+pub fn mirror_tiles(get: impl Fn(&str) -> (u16, Vec<u8>), size: u64, checkpoint: &[u8]) -> PathBuf {
+    use vouch_spec::tile::{Tile, TileKind};
+    let dir = temp_dir("tiles-mirror");
+    std::fs::write(dir.join("checkpoint"), checkpoint).expect("writing the checkpoint");
+    for t in Tile::all_for_size(size) {
+        let mut paths = vec![t.path()];
+        if t.kind == (TileKind::Hash { level: 0 }) {
+            paths.push(
+                Tile {
+                    kind: TileKind::Entries,
+                    ..t
+                }
+                .path(),
+            );
+        }
+        for p in paths {
+            let (s, data) = get(&p);
+            assert_eq!(s, 200, "{p} is not served");
+            let f = dir.join(&p);
+            std::fs::create_dir_all(f.parent().expect("tile paths have a parent")).unwrap();
+            std::fs::write(f, data).unwrap();
+        }
+    }
+    dir
+}
+
+/// Go's reference `sumdb/note` and `sumdb/tlog` (`spec/testdata/go/interop.go`)
+/// authenticate every tile and entry in `dir` against its checkpoint, which
+/// must be of `size` (needs `go` and golang-golang-x-mod-dev, as
+/// `.ci/install-deps` installs).
+pub fn go_verify_log(dir: &Path, vkey: &str, size: u64) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/testdata/go/interop.go");
+    let out = Command::new("go")
+        .arg("run")
+        .arg(&src)
+        .args(["verify-log", &dir.display().to_string(), vkey])
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .output()
+        .expect("running `go` (install golang-go and golang-golang-x-mod-dev, as .ci/run does)");
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).starts_with(&format!("ok {size}\n")),
+        "Go rejected the log in {} (want ok {size}): {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

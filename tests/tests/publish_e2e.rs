@@ -9,7 +9,6 @@
 //! verifiable every time, and a restart completes what was left.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vouch_spec::attestation::Attestation;
@@ -27,26 +26,6 @@ fn wait_published(dir: &Path, size: u64) {
     vouch_tests::wait_until("the log publishes its checkpoint", 60, || {
         published_size(dir).is_some_and(|s| s >= size)
     });
-}
-
-/// Go's sumdb/tlog authenticates every published tile and entry against
-/// the published checkpoint (`ok <size>`).
-fn go_verifies(dir: &Path, vkey: &str) -> String {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/testdata/go/interop.go");
-    let out = Command::new("go")
-        .arg("run")
-        .arg(&src)
-        .args(["verify-log", dir.to_str().unwrap(), vkey])
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .output()
-        .expect("running `go` (install golang-go and golang-golang-x-mod-dev, as .ci/run does)");
-    assert!(
-        out.status.success(),
-        "Go rejected the published log: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -99,7 +78,7 @@ fn nix_substitutes_from_published_files_with_the_log_stopped() {
         assert_eq!(log.submit(&body, false).0, 200);
     }
     wait_published(&bucket, 602);
-    assert!(go_verifies(&bucket, &log.vkey).starts_with("ok 602\n"));
+    vouch_tests::go_verify_log(&bucket, &log.vkey, 602);
     // Cache headers are the backend's business (S3 metadata, nginx for a
     // directory); the objects are exactly the log's own.
     for t in Tile::all_for_size(602) {
@@ -194,7 +173,7 @@ fn sigkill_while_publishing_leaves_the_bucket_verifiable_and_a_restart_completes
         // Whatever the moment, the published checkpoint verifies from the
         // published tiles alone.
         if let Some(size) = published_size(&bucket) {
-            assert!(go_verifies(&bucket, &log.vkey).starts_with(&format!("ok {size}\n")));
+            vouch_tests::go_verify_log(&bucket, &log.vkey, size);
             // A bundle holding entries beyond it: killed between a round's
             // tiles and its checkpoint.
             let beyond = ((size % 256 + 1)..=256).any(|w| {
@@ -213,7 +192,7 @@ fn sigkill_while_publishing_leaves_the_bucket_verifiable_and_a_restart_completes
     }
     // The restarted log completes the publication.
     wait_published(&bucket, next);
-    assert!(go_verifies(&bucket, &log.vkey).starts_with(&format!("ok {next}\n")));
+    vouch_tests::go_verify_log(&bucket, &log.vkey, next);
     assert_eq!(
         std::fs::read(bucket.join("checkpoint")).unwrap(),
         log.get("/checkpoint").1

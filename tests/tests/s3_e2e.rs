@@ -161,7 +161,7 @@ fn nix_substitutes_from_an_s3_bucket_behind_a_cdn_with_the_log_stopped() {
 
     // Go's sumdb/tlog verifies what the CDN serves.
     let (_, _, cp) = cdn_get(&ca_file, &format!("{cdn}/log/checkpoint"));
-    let m = mirror(
+    let m = vouch_tests::mirror_tiles(
         |p| {
             let (s, _, b) = cdn_get(&ca_file, &format!("{cdn}/log/{p}"));
             (s, b)
@@ -169,7 +169,7 @@ fn nix_substitutes_from_an_s3_bucket_behind_a_cdn_with_the_log_stopped() {
         size,
         &cp,
     );
-    go_verifies(&m, &log.vkey, size);
+    vouch_tests::go_verify_log(&m, &log.vkey, size);
 
     // The log stops. Nix substitutes from the CDN alone.
     log.kill();
@@ -237,50 +237,6 @@ fn nix_substitutes_from_an_s3_bucket_behind_a_cdn_with_the_log_stopped() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Every published tile and bundle of the tree of `size`, fetched through
-/// `get` into a directory, with the checkpoint: what Go verifies.
-fn mirror(get: impl Fn(&str) -> (u16, Vec<u8>), size: u64, checkpoint: &[u8]) -> PathBuf {
-    let dir = temp_dir("s3-mirror");
-    std::fs::write(dir.join("checkpoint"), checkpoint).unwrap();
-    for t in Tile::all_for_size(size) {
-        let mut paths = vec![t.path()];
-        if t.kind == (TileKind::Hash { level: 0 }) {
-            paths.push(
-                Tile {
-                    kind: TileKind::Entries,
-                    ..t
-                }
-                .path(),
-            );
-        }
-        for p in paths {
-            let (s, data) = get(&p);
-            assert_eq!(s, 200, "{p} is missing from the bucket");
-            let f = dir.join(&p);
-            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-            std::fs::write(f, data).unwrap();
-        }
-    }
-    dir
-}
-
-fn go_verifies(dir: &Path, vkey: &str, size: u64) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/testdata/go/interop.go");
-    let out = Command::new("go")
-        .arg("run")
-        .arg(&src)
-        .args(["verify-log", dir.to_str().unwrap(), vkey])
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .output()
-        .expect("go");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with(&format!("ok {size}\n")),
-        "Go: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// SIGKILL of the log while it publishes to the bucket: every time, the
 /// checkpoint in the bucket verifies from the tiles in the bucket (Go),
 /// until two kills are seen to land between a round's tiles and its
@@ -335,8 +291,8 @@ fn sigkill_while_publishing_to_s3_leaves_the_bucket_verifiable() {
         let (s, cp) = get("checkpoint");
         if s == 200 {
             let size = vouch_tests::checkpoint_size(&cp).unwrap();
-            let m = mirror(get, size, &cp);
-            go_verifies(&m, &log.vkey, size);
+            let m = vouch_tests::mirror_tiles(get, size, &cp);
+            vouch_tests::go_verify_log(&m, &log.vkey, size);
             let _ = std::fs::remove_dir_all(&m);
             let beyond = ((size % 256 + 1)..=256).any(|w| {
                 let t = Tile {
@@ -357,7 +313,7 @@ fn sigkill_while_publishing_to_s3_leaves_the_bucket_verifiable() {
         s == 200 && vouch_tests::checkpoint_size(&cp) == Some(next)
     });
     let (_, cp) = get("checkpoint");
-    let m = mirror(get, next, &cp);
-    go_verifies(&m, &log.vkey, next);
+    let m = vouch_tests::mirror_tiles(get, next, &cp);
+    vouch_tests::go_verify_log(&m, &log.vkey, next);
     eprintln!("{ahead} of {round} kills left tiles in the bucket beyond its checkpoint");
 }
