@@ -186,13 +186,38 @@ impl Element<'_> {
             .to_string()
     }
 
-    /// Clicks it.
-    pub fn click(&self) {
-        self.browser.cmd(
+    /// Clicks a link or submit button and waits until the page it leads
+    /// to has replaced the current one and finished loading. A plain click
+    /// returns as soon as the event is dispatched, so the next `find` could
+    /// still see the old page (and did, on a slow CI machine).
+    pub fn follow(&self) {
+        let b = self.browser;
+        b.execute("document.documentElement.dataset.vouchLeft = '1'");
+        b.cmd(
             "POST",
             &format!("/element/{}/click", self.id),
             Some(json!({})),
         );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let script = "return document.readyState === 'complete' \
+                      && !document.documentElement.dataset.vouchLeft";
+        loop {
+            // While the old document is torn down the driver may answer
+            // with an error; that is "not yet", like `false`.
+            let arrived = try_call(
+                "POST",
+                &format!("{}/session/{}/execute/sync", b.url, b.session),
+                Some(json!({"script": script, "args": []})),
+            );
+            if arrived == Ok(Value::Bool(true)) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the click did not lead to a new page within 30 s: {arrived:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Types `text` into it.
@@ -219,6 +244,11 @@ impl Element<'_> {
 
 /// One WebDriver command: its `value`, or a panic with the driver's error.
 fn call(method: &str, url: &str, body: Option<Value>) -> Value {
+    try_call(method, url, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One WebDriver command: its `value`, or the driver's error as text.
+fn try_call(method: &str, url: &str, body: Option<Value>) -> Result<Value, String> {
     let req = ureq::request(method, url).timeout(std::time::Duration::from_secs(60));
     let r = match body {
         Some(b) => req.send_json(b),
@@ -226,13 +256,15 @@ fn call(method: &str, url: &str, body: Option<Value>) -> Value {
     };
     match r {
         Ok(r) => {
-            let v: Value = r.into_json().expect("WebDriver answers JSON");
-            v["value"].clone()
+            let v: Value = r
+                .into_json()
+                .map_err(|e| format!("WebDriver {method} {url}: not JSON: {e}"))?;
+            Ok(v["value"].clone())
         }
         Err(ureq::Error::Status(code, r)) => {
             let text = r.into_string().unwrap_or_default();
-            panic!("WebDriver {method} {url}: {code}: {text}")
+            Err(format!("WebDriver {method} {url}: {code}: {text}"))
         }
-        Err(e) => panic!("WebDriver {method} {url}: {e}"),
+        Err(e) => Err(format!("WebDriver {method} {url}: {e}")),
     }
 }

@@ -129,7 +129,7 @@ fn the_web_view_shows_a_planted_disagreement_and_never_runs_a_name() {
 
     // Search by hash part: the single match opens the path's page.
     b.find("input[name=q]").send_keys(&hash_part);
-    b.find("header button[type=submit]").click();
+    b.find("header button[type=submit]").follow();
     assert_eq!(b.find("#path").text(), disputed.full());
     assert_eq!(b.find("#verdict").text(), "Builders disagree on this path.");
     let table = b.find("table").text();
@@ -151,10 +151,10 @@ fn the_web_view_shows_a_planted_disagreement_and_never_runs_a_name() {
     assert_eq!(b.alert_text(), None, "no script ran");
 
     // The disagreements list leads to the disagreement's page.
-    b.find("header a[href='/disagreements']").click();
+    b.find("header a[href='/disagreements']").follow();
     let links = b.find_all("main table a");
     assert_eq!(links.len(), 1, "one disagreement");
-    links[0].click();
+    links[0].follow();
     let page = b.find("main").text();
     assert!(page.contains(&good) && page.contains(&bad), "{page}");
     assert!(page.contains(SCRIPT_NAME) && page.contains("builder-1.vouch.test-1"));
@@ -173,7 +173,7 @@ fn the_web_view_shows_a_planted_disagreement_and_never_runs_a_name() {
         .into_iter()
         .find(|a| a.text() == SCRIPT_NAME)
         .expect("the rebuilder's link");
-    link.click();
+    link.follow();
     assert_eq!(b.find("#builder").text(), SCRIPT_NAME);
     assert!(b.find("div.cards").text().contains("60"), "60 attestations");
     b.screenshot(&shots.join("monitor-builder.png"));
