@@ -1,7 +1,8 @@
 //! The interior record stored beside each full hash tile: the tile's
 //! nodes in rows 4 to 7, so an inclusion proof hashes at most 15 of the
 //! tile's hashes (rows 1–3 are recomputed from at most 8 hashes each)
-//! instead of 255. Written by [`crate::integrate`], read by
+//! instead of 255. Written by [`crate::sequencer`] for each tile
+//! `vouch_spec::integrate` fills, read by
 //! [`crate::nodes`].
 
 use vouch_spec::hash::HASH_LEN;

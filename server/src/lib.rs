@@ -4,7 +4,7 @@
 //! data path, one file each (see `ARCHITECTURE.md`): a submission is
 //! admitted ([`admission`]), parsed and its signatures verified
 //! ([`verify`]), sequenced in batches ([`sequencer`]) that are integrated
-//! into tiles independently of storage ([`integrate`]) and committed
+//! into tiles independently of storage (`vouch_spec::integrate`) and committed
 //! atomically ([`store`], RocksDB); the new checkpoint is published
 //! ([`published`]), sent to witnesses when a policy asks for a quorum
 //! ([`witnessing`]), and served with tiles, lookups and proofs
@@ -16,7 +16,6 @@ pub mod admission;
 pub mod config;
 pub mod error;
 pub mod http;
-pub mod integrate;
 pub mod interior;
 pub mod keys;
 pub mod nodes;

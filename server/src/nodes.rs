@@ -16,9 +16,8 @@ use vouch_spec::hash::Hash;
 use vouch_spec::merkle::{NodeId, NodeSource};
 use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT};
 
-use crate::integrate::TileReader;
 use crate::interior::interior_offset;
-use crate::store::{Reads, StoreError};
+use crate::store::{read_hashes, Reads, StoreError};
 
 /// Tiles kept with all their nodes: full tiles above level 0, and the
 /// partial tiles at the edge (replaced as they grow).
@@ -66,7 +65,7 @@ impl TreeReader {
                 return Ok(Some(t));
             }
         }
-        let Some(mut hashes) = self.reads.read_hashes(level, index)? else {
+        let Some(mut hashes) = read_hashes(&*self.reads, level, index)? else {
             return Ok(None);
         };
         if hashes.len() < width {
@@ -112,7 +111,7 @@ impl StoredNodes<'_> {
     fn level0_node(&self, index: u64, row: u8, pos: usize) -> Result<Option<Hash>, StoreError> {
         let mut memo = self.level0.borrow_mut();
         if memo.as_ref().is_none_or(|m| m.index != index) {
-            let Some(hashes) = self.reader.reads.read_hashes(0, index)? else {
+            let Some(hashes) = read_hashes(&*self.reader.reads, 0, index)? else {
                 return Ok(None);
             };
             let interior = self.reader.reads.interior(0, index)?;

@@ -1,6 +1,6 @@
 //! The sequencer: one thread that takes verified entries in batches, drops
 //! exact duplicates, assigns indices, integrates them into the tiles
-//! ([`crate::integrate`]), and commits the whole batch (entries, tiles,
+//! (`vouch_spec::integrate`), and commits the whole batch (entries, tiles,
 //! interior nodes, indexes, state and the newly signed checkpoint) in one
 //! synced write before anyone is told anything.
 //!
@@ -27,12 +27,14 @@ use tokio::sync::oneshot;
 use vouch_spec::checkpoint::Checkpoint;
 use vouch_spec::compact::CompactRange;
 use vouch_spec::hash::Hash;
+use vouch_spec::integrate::integrate;
 use vouch_spec::nix::NixPublicKey;
 use vouch_spec::note::{Ed25519Signer, Note};
+use vouch_spec::tile::{TileNodes, TILE_WIDTH};
 
-use crate::integrate::integrate;
+use crate::interior::interior_record;
 use crate::published::{Published, Shared};
-use crate::store::{Commit, DurableState, Store, StoreError};
+use crate::store::{Commit, DurableState, Store, StoreError, TileReads};
 
 /// An entry ready to sequence: encoded, hashed, signature already verified.
 #[derive(Clone, Debug)]
@@ -491,7 +493,7 @@ fn sequence(
         results.push(Ok(r));
     }
     let commit_retirements = commit.retirements.clone();
-    let integrated = integrate(store, range, &new_leaves)?;
+    let integrated = integrate(&TileReads(store), range, &new_leaves)?;
     let checkpoint = sign_checkpoint(signer, &settings.origin, &integrated.range);
     let published = Published {
         size: integrated.range.size(),
@@ -499,8 +501,14 @@ fn sequence(
         checkpoint: Arc::new(checkpoint.clone()),
     };
     if !new_leaves.is_empty() {
+        // Each tile this batch filled gets its interior record.
+        commit.interiors = integrated
+            .tiles
+            .iter()
+            .filter(|(_, _, h)| h.len() as u64 == TILE_WIDTH)
+            .map(|(l, i, h)| (*l, *i, interior_record(&TileNodes::new(h.clone()))))
+            .collect();
         commit.tiles = integrated.tiles;
-        commit.interiors = integrated.interiors;
         commit.state = Some(DurableState {
             size: integrated.range.size(),
             frontier: integrated.range.hashes().to_vec(),

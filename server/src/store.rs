@@ -23,7 +23,7 @@ use std::path::Path;
 
 use vouch_spec::hash::{Hash, HASH_LEN};
 
-use crate::integrate::{IntegrateError, TileReader};
+use vouch_spec::integrate::{IntegrateError, TileReader};
 
 /// Storage failures. Any of them means nothing of the commit was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,7 +127,7 @@ pub struct Commit {
 
 /// What the sequencer needs (see the module documentation for the
 /// durability contract of [`Store::commit`]).
-pub trait Store: TileReader<Error = StoreError> + Send + Sync + 'static {
+pub trait Store: Reads {
     /// The last committed state, if any.
     fn state(&self) -> Result<Option<DurableState>, StoreError>;
     /// Writes a commit atomically and durably (synced), or not at all.
@@ -180,12 +180,25 @@ pub fn decode_tile(level: u8, index: u64, data: &[u8]) -> Result<Vec<Hash>, Stor
     vouch_spec::tile::decode_hashes(&tile, data).map_err(|_| corrupt())
 }
 
-impl<R: Reads + ?Sized> TileReader for R {
+/// The hashes of a stored hash tile (as wide as stored), or `None`.
+pub fn read_hashes<R: Reads + ?Sized>(
+    reads: &R,
+    level: u8,
+    index: u64,
+) -> Result<Option<Vec<Hash>>, StoreError> {
+    reads
+        .tile(level, index)?
+        .map(|d| decode_tile(level, index, &d))
+        .transpose()
+}
+
+/// A store's hash tiles, as `vouch_spec::integrate` reads them.
+pub struct TileReads<'a, R: ?Sized>(pub &'a R);
+
+impl<R: Reads + ?Sized> TileReader for TileReads<'_, R> {
     type Error = StoreError;
     fn read_hashes(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>, StoreError> {
-        self.tile(level, index)?
-            .map(|d| decode_tile(level, index, &d))
-            .transpose()
+        read_hashes(self.0, level, index)
     }
 }
 

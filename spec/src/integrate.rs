@@ -1,21 +1,17 @@
 //! Integrating new leaves into the tree's tiles, independent of storage
 //! (Tessera's `Integrate` is the model): given the tree's right edge (its
 //! compact range), a [`TileReader`] for the hash tiles at that edge, and the
-//! new leaf hashes in order, [`integrate`] returns the new edge, every hash
-//! tile the leaves touched with its new contents (full, or the widest
-//! partial so far), and the interior record of every tile they filled.
-//! Nothing is written: the caller commits the result (RocksDB today, object
-//! storage through the same output).
+//! new leaf hashes in order, [`integrate`] returns the new edge and every
+//! hash tile the leaves touched with its new contents (full, or the widest
+//! partial so far). Nothing is written: the caller commits the result (the
+//! log into RocksDB, a mirror into its tile files).
 //!
 //! Tiles follow C2SP tlog-tiles: a hash tile at level `L` holds the level
-//! `8·L` nodes; nodes in between are computed by `vouch_spec::tile`'s
-//! [`TileNodes`], the one way nodes inside a tile are computed.
+//! `8·L` nodes.
 
-use vouch_spec::compact::CompactRange;
-use vouch_spec::hash::Hash;
-use vouch_spec::tile::{TileNodes, TILE_HEIGHT, TILE_WIDTH};
-
-use crate::interior::interior_record;
+use crate::compact::CompactRange;
+use crate::hash::Hash;
+use crate::tile::{TILE_HEIGHT, TILE_WIDTH};
 
 /// Tile levels a tree of up to 2^64 leaves can have.
 pub const TILE_LEVELS: u8 = 8;
@@ -46,9 +42,8 @@ pub struct Integrated {
     /// The new right edge of the tree.
     pub range: CompactRange,
     /// Every hash tile the new leaves touched: (level, index, its hashes).
+    /// A tile holding [`TILE_WIDTH`] hashes became full in this batch.
     pub tiles: Vec<(u8, u64, Vec<Hash>)>,
-    /// Interior records of the tiles that became full: (level, index, record).
-    pub interiors: Vec<(u8, u64, Vec<u8>)>,
 }
 
 /// The partial tile at the edge of `level` for a tree of `size` leaves:
@@ -114,14 +109,7 @@ pub fn integrate<R: TileReader + ?Sized>(
             }
         });
     }
-    for (level, index, hashes) in full {
-        out.interiors.push((
-            level,
-            index,
-            interior_record(&TileNodes::new(hashes.clone())),
-        ));
-        out.tiles.push((level, index, hashes));
-    }
+    out.tiles.extend(full);
     for (level, (index, hashes, touched)) in (0u8..).zip(edge) {
         if touched && !hashes.is_empty() {
             out.tiles.push((level, index, hashes));
@@ -134,9 +122,9 @@ pub fn integrate<R: TileReader + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::leaf_hash;
+    use crate::merkle::{MemoryTree, NodeId, NodeSource};
     use std::collections::HashMap;
-    use vouch_spec::hash::leaf_hash;
-    use vouch_spec::merkle::{MemoryTree, NodeId, NodeSource};
 
     /// Tiles in a map, as a store would hold them.
     #[derive(Default)]
@@ -160,14 +148,14 @@ mod tests {
         let mut range = CompactRange::new();
         let mut at = 0usize;
         let mut step = 1usize;
-        let mut interiors = 0;
+        let mut full = 0;
         while at < leaves.len() {
             let n = step.min(leaves.len() - at);
             let out = integrate(&tiles, &range, &leaves[at..at + n]).unwrap();
+            full += out.tiles.iter().filter(|t| t.2.len() == 256).count();
             for (l, i, h) in out.tiles {
                 tiles.0.insert((l, i), h);
             }
-            interiors += out.interiors.len();
             range = out.range;
             at += n;
             step = (step * 7 + 3) % 5_000 + 1;
@@ -181,7 +169,7 @@ mod tests {
             }
         }
         // 273 full level-0 tiles and one full level-1 tile.
-        assert_eq!(interiors, 70_000 / 256 + 1);
+        assert_eq!(full, 70_000 / 256 + 1);
     }
 
     #[test]

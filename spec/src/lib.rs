@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`hash`], [`merkle`], [`inclusion`], [`consistency`], [`compact`] | RFC 6962 §2.1 / RFC 9162 §2.1 Merkle trees and proofs |
 //! | [`tile`], [`bundle`] | C2SP tlog-tiles |
+//! | [`integrate`] | new leaves into a tree's hash tiles, independent of storage |
 //! | [`note`] | C2SP signed-note |
 //! | [`checkpoint`] | C2SP tlog-checkpoint |
 //! | [`cosignature`] | C2SP tlog-cosignature (`cosignature/v1`, Ed25519) |
@@ -47,6 +48,7 @@ pub mod cosignature;
 pub mod hash;
 pub mod hex;
 pub mod inclusion;
+pub mod integrate;
 pub mod merkle;
 pub mod nix;
 pub mod note;
