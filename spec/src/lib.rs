@@ -10,6 +10,8 @@
 //! | [`hash`], [`merkle`], [`inclusion`], [`consistency`], [`compact`] | RFC 6962 §2.1 / RFC 9162 §2.1 Merkle trees and proofs |
 //! | [`tile`], [`bundle`] | C2SP tlog-tiles |
 //! | [`integrate`] | new leaves into a tree's hash tiles, independent of storage |
+//! | [`subtree`] | subtrees and subtree consistency proofs (draft-ietf-plants-merkle-tree-certs) |
+//! | [`mirror`] | C2SP tlog-mirror `add-entries` bodies and the mirror's checks |
 //! | [`note`] | C2SP signed-note |
 //! | [`checkpoint`] | C2SP tlog-checkpoint |
 //! | [`cosignature`] | C2SP tlog-cosignature (`cosignature/v1`, Ed25519) |
@@ -50,9 +52,11 @@ pub mod hex;
 pub mod inclusion;
 pub mod integrate;
 pub mod merkle;
+pub mod mirror;
 pub mod nix;
 pub mod note;
 pub mod policy;
+pub mod subtree;
 pub mod tile;
 pub mod tlog_proof;
 pub mod tracker;
