@@ -304,7 +304,7 @@ pub fn checkpoint_size(checkpoint: &[u8]) -> Option<u64> {
         .and_then(|l| l.parse().ok())
 }
 
-/// A running `vouch-witness serve`.
+/// A running `vouch-witness serve` (or `vouch-witness mirror`).
 pub struct Witness {
     /// The process.
     pub child: Child,
@@ -318,9 +318,18 @@ pub struct Witness {
     pub vkey: String,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The subcommand: `serve` or `mirror`.
+    pub mode: &'static str,
 }
 
 impl Witness {
+    /// Creates a key named `name` and starts a mirror (C2SP tlog-mirror)
+    /// for the given `[[log]]` TOML; it serves each log under
+    /// `<url>/<origin hash>/`.
+    pub fn start_mirror(name: &str, logs_toml: &str) -> Witness {
+        Witness::start_mode("mirror", name, logs_toml, &[])
+    }
+
     /// Creates a key named `name` and starts a witness for the given `[[log]]` TOML.
     pub fn start(name: &str, logs_toml: &str) -> Witness {
         Witness::start_env(name, logs_toml, &[])
@@ -328,7 +337,16 @@ impl Witness {
 
     /// [`Witness::start`] with extra environment variables.
     pub fn start_env(name: &str, logs_toml: &str, env: &[(&str, &str)]) -> Witness {
-        let dir = temp_dir("witness");
+        Witness::start_mode("serve", name, logs_toml, env)
+    }
+
+    fn start_mode(
+        mode: &'static str,
+        name: &str,
+        logs_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Witness {
+        let dir = temp_dir(mode);
         let out = Command::new(binary("vouch-witness"))
             .args(["keygen", "--name", name, "--out"])
             .arg(dir.join("witness.key"))
@@ -358,12 +376,13 @@ impl Witness {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut w = Witness {
-            child: spawn_witness(&dir, &env),
+            child: spawn_witness(mode, &dir, &env),
             url: format!("http://127.0.0.1:{port}"),
             dir,
             port,
             vkey,
             env,
+            mode,
         };
         w.wait_ready();
         w
@@ -405,7 +424,7 @@ impl Witness {
     /// if it is still running).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn_witness(&self.dir, &self.env);
+        self.child = spawn_witness(self.mode, &self.dir, &self.env);
         self.wait_ready();
     }
 
@@ -449,14 +468,14 @@ impl Drop for Witness {
     }
 }
 
-fn spawn_witness(dir: &Path, env: &[(String, String)]) -> Child {
+fn spawn_witness(mode: &str, dir: &Path, env: &[(String, String)]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("stderr.log"))
         .expect("opening the witness's log file");
     Command::new(binary("vouch-witness"))
-        .arg("serve")
+        .arg(mode)
         .arg("--config")
         .arg(dir.join("witness.toml"))
         .env("VOUCH_LOG", "warn")

@@ -1,13 +1,15 @@
-//! # vouch-witness: a C2SP tlog-witness and a Vouch monitor
+//! # vouch-witness: a C2SP tlog-witness, a C2SP tlog-mirror and a Vouch monitor
 //!
 //! The witness checks each checkpoint a log (or its own poller) submits for
 //! consistency with the last one it cosigned, persists it atomically and
 //! durably, and only then returns its `cosignature/v1`. The decision itself
 //! is `vouch_spec::witness::check_add_checkpoint`; this crate adds the HTTP
-//! shell, the state files, pull mode and the monitor.
+//! shell, the state files, pull mode, the mirror ([`mirror`]) and the
+//! monitor.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod mirror;
 pub mod monitor;
 pub mod pull;
 pub mod store;

@@ -1,5 +1,6 @@
-//! `vouch-witness`: cosign a log's checkpoints (C2SP tlog-witness), or
-//! monitor a Vouch log for disagreeing builders and misbehaviour.
+//! `vouch-witness`: cosign a log's checkpoints (C2SP tlog-witness),
+//! mirror a log (C2SP tlog-mirror), or monitor a Vouch log for disagreeing
+//! builders and misbehaviour.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use vouch_witness::{config::Config, monitor, pull, Witness};
+use vouch_witness::{config::Config, mirror, monitor, pull, Witness};
 
 /// Witness and monitor for Vouch and other C2SP tlog-tiles logs.
 #[derive(Parser)]
@@ -42,6 +43,23 @@ enum Command {
         listen: Option<SocketAddr>,
         /// Override the key file (under systemd: `--key %d/witness.key`
         /// with `LoadCredential=`).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Run a mirror (C2SP tlog-mirror): keep a verified copy of each
+    /// configured log and serve it as tlog-tiles at <monitoring
+    /// prefix>/<origin hash>/, with the mirror's cosignature on its
+    /// checkpoint. Logs with a URL are followed; any client may also push
+    /// with POST <submission prefix>/add-checkpoint and /add-entries.
+    Mirror {
+        /// TOML configuration, as for `serve` (key_file holds the mirror's
+        /// cosigning key, which must not be a witness's).
+        #[arg(long)]
+        config: PathBuf,
+        /// Override the listen address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Override the key file.
         #[arg(long)]
         key: Option<PathBuf>,
     },
@@ -202,6 +220,69 @@ fn run() -> anyhow::Result<i32> {
                 vouch::serve::serve(
                     listener,
                     vouch_witness::router(w, front, &cfg.submission_prefix, &cfg.monitoring_prefix),
+                    limits,
+                    vouch::serve::shutdown_signal(),
+                )
+                .await;
+                anyhow::Ok(0)
+            })
+        }
+        Command::Mirror {
+            config,
+            listen,
+            key,
+        } => {
+            let mut cfg = Config::load(&config).map_err(anyhow::Error::msg)?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(k) = key {
+                cfg.key_file = k;
+            }
+            let signer = vouch_witness::load_key(&cfg.key_file)?;
+            let m = Arc::new(mirror::Mirror::new(signer, &cfg.data_dir, &cfg.logs)?);
+            println!("{}", m.vkey());
+            for l in &cfg.logs {
+                eprintln!(
+                    "log {}: mirrored at http://{}{}/{}/",
+                    l.origin,
+                    cfg.listen,
+                    cfg.monitoring_prefix.trim_end_matches('/'),
+                    vouch_witness::store::origin_hash(&l.origin)
+                );
+            }
+            let metrics = mirror::follow::Metrics::default();
+            let mut registry = vouch::metrics::Registry::default();
+            metrics.register(&mut registry);
+            let m2 = m.clone();
+            let interval = Duration::from_secs(cfg.poll_interval_secs.max(1));
+            let http = vouch::http::HttpClient::from_env()?;
+            std::thread::Builder::new()
+                .name("follow".into())
+                .spawn(move || mirror::follow::run(m2, http, interval, metrics))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(cfg.listen)
+                    .await
+                    .with_context(|| format!("listening on {}", cfg.listen))?;
+                tracing::info!(addr = %listener.local_addr()?, "mirror serving");
+                vouch::serve::notify_ready();
+                let limits = vouch::serve::Limits {
+                    max_connections: cfg.max_connections.max(1),
+                    header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
+                    ..vouch::serve::Limits::default()
+                }
+                .fit_to_fd_limit();
+                vouch::serve::serve(
+                    listener,
+                    mirror::http::router(
+                        m,
+                        registry,
+                        &cfg.submission_prefix,
+                        &cfg.monitoring_prefix,
+                    ),
                     limits,
                     vouch::serve::shutdown_signal(),
                 )
