@@ -222,7 +222,7 @@ async fn tile(
         return Ok(answer_not_modified(&etag, IMMUTABLE));
     }
     let tree = st.tree.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+    let body = read_inline(move || -> Result<Vec<u8>, ApiError> {
         match t.kind {
             TileKind::Hash { level } => {
                 let data = tree.reads().tile(level, t.index)?.ok_or_else(|| {
@@ -253,8 +253,7 @@ async fn tile(
                 Ok(data)
             }
         }
-    })
-    .await??;
+    })?;
     let body = if gzip {
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(body.len() / 2),
@@ -475,6 +474,19 @@ async fn transitions(
     indexed(st, with_proof, move |r| r.key_indexes(&k)).await
 }
 
+/// Runs a read of the store on the async worker that serves the request.
+///
+/// Reads are memory or page-cache reads of microseconds (RocksDB's index
+/// and filter blocks stay resident, tiles above level 0 are cached with
+/// all their nodes), so they do not need the blocking pool; handing each
+/// one to it cost two thread switches per request, a third of the log's
+/// CPU under lookups (BENCHMARKS.md, "Where the log's time goes under
+/// lookups"). Work that takes milliseconds (verifying a submission) still
+/// goes to the blocking pool.
+fn read_inline<T>(read: impl FnOnce() -> T) -> T {
+    read()
+}
+
 /// The entries at the indexes `which` names that the current checkpoint
 /// covers, in index order, each with its tlog-proof if `with_proof`.
 async fn indexed(
@@ -485,7 +497,7 @@ async fn indexed(
         + 'static,
 ) -> Result<Response, ApiError> {
     let p = st.heads.current();
-    let r = tokio::task::spawn_blocking(move || -> Result<LookupResponse, ApiError> {
+    let r = read_inline(move || -> Result<LookupResponse, ApiError> {
         let mut entries = Vec::new();
         for index in which(st.tree.reads())? {
             if index >= p.size {
@@ -512,8 +524,7 @@ async fn indexed(
             tree_size: p.size,
             entries,
         })
-    })
-    .await??;
+    })?;
     Ok(Json(r).into_response())
 }
 
@@ -539,9 +550,7 @@ async fn inclusion_proof(
             "need index < size <= {current}, got index={index} size={size}"
         )));
     }
-    let proof =
-        tokio::task::spawn_blocking(move || crate::proofs::inclusion(&st.tree, index, size))
-            .await??;
+    let proof = read_inline(move || crate::proofs::inclusion(&st.tree, index, size))?;
     Ok(Json(InclusionResponse {
         index,
         size,
@@ -561,8 +570,7 @@ async fn consistency_proof(
             "need 1 <= old <= new <= {current}, got old={old} new={new}"
         )));
     }
-    let proof = tokio::task::spawn_blocking(move || crate::proofs::consistency(&st.tree, old, new))
-        .await??;
+    let proof = read_inline(move || crate::proofs::consistency(&st.tree, old, new))?;
     Ok(Json(ConsistencyResponse {
         old,
         new,
@@ -577,7 +585,7 @@ async fn references(State(st): St, Path(digest): Path<String>) -> Result<Respons
         .ok_or_else(|| {
             ApiError::BadRequest(format!("{digest:?} is not 64 lowercase hex digits"))
         })?;
-    let list = tokio::task::spawn_blocking(move || st.tree.reads().references(&d)).await??;
+    let list = read_inline(move || st.tree.reads().references(&d))?;
     let list =
         list.ok_or_else(|| ApiError::NotFound(format!("no reference list with digest {digest}")))?;
     Ok((
@@ -600,8 +608,7 @@ async fn bundle(State(st): St, Path(index): Path<String>) -> Result<Response, Ap
             p.size
         )));
     }
-    let text =
-        tokio::task::spawn_blocking(move || crate::proofs::bundle(&st.tree, i, &p)).await??;
+    let text = read_inline(move || crate::proofs::bundle(&st.tree, i, &p))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
