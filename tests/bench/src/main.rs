@@ -80,6 +80,13 @@ enum Cmd {
         /// Seconds to run.
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+        /// Runs (lookups, then the HTTP ceiling with the same client, each
+        /// time): the medians and the ratio of medians.
+        #[arg(long, default_value_t = 1)]
+        reps: usize,
+        /// The log's process id, for the CPU it uses during lookups.
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Grow a fresh log (started here from the `vouch-log` next to this
     /// binary) through each size and measure everything at each; write one
@@ -201,9 +208,48 @@ fn main() -> anyhow::Result<()> {
             size,
             connections,
             secs,
+            reps,
+            pid,
         } => {
-            let r = reads::lookups(log.trim_end_matches('/'), size.max(1), connections, secs)?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            let log = log.trim_end_matches('/');
+            let (mut rates, mut ceilings, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut client, mut server) = (Vec::new(), Vec::new());
+            let me = std::process::id();
+            for _ in 0..reps.max(1) {
+                let (c0, s0, t0) = (
+                    sys::cpu_secs(me),
+                    pid.and_then(sys::cpu_secs),
+                    std::time::Instant::now(),
+                );
+                let r = reads::lookups(log, size.max(1), connections, secs)?;
+                let wall = t0.elapsed().as_secs_f64();
+                if let (Some(a), Some(b)) = (c0, sys::cpu_secs(me)) {
+                    client.push((b - a) / wall);
+                }
+                if let (Some(a), Some(b)) = (s0, pid.and_then(sys::cpu_secs)) {
+                    server.push((b - a) / wall);
+                }
+                rates.push(r.per_sec);
+                p99.push(r.p99_ms);
+                ceilings.push(reads::http_ceiling(log, connections, secs)?);
+            }
+            let lookups = sys::quantile(&mut rates.clone(), 0.5);
+            let ceiling = sys::quantile(&mut ceilings.clone(), 0.5);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "size": size,
+                    "connections": connections,
+                    "lookups_per_sec": rates,
+                    "ceiling_per_sec": ceilings,
+                    "p99_ms": p99,
+                    "lookups_median": lookups,
+                    "ceiling_median": ceiling,
+                    "ratio": lookups / ceiling,
+                    "client_cpu_cores": client,
+                    "log_cpu_cores": server,
+                }))?
+            );
         }
         Cmd::Scale {
             sizes,
