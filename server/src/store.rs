@@ -82,15 +82,10 @@ impl DurableState {
         let bad = || StoreError::Corrupt("sequencer state record".into());
         let size = u64::from_be_bytes(b.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
         let n = usize::from(*b.get(8).ok_or_else(bad)?);
-        let hashes = b.get(9..9 + n * HASH_LEN).ok_or_else(bad)?;
-        let frontier = hashes
-            .chunks_exact(HASH_LEN)
-            .map(|c| {
-                let mut h = [0u8; HASH_LEN];
-                h.copy_from_slice(c);
-                Hash(h)
-            })
-            .collect();
+        let frontier = b
+            .get(9..9 + n * HASH_LEN)
+            .and_then(vouch_spec::hash::split_hashes)
+            .ok_or_else(bad)?;
         Ok(DurableState {
             size,
             frontier,

@@ -76,6 +76,23 @@ impl fmt::Display for Hash {
     }
 }
 
+/// Splits concatenated hashes (a hash tile, a stored frontier); `None`
+/// unless the length is a multiple of [`HASH_LEN`].
+pub fn split_hashes(data: &[u8]) -> Option<Vec<Hash>> {
+    if data.len() % HASH_LEN != 0 {
+        return None;
+    }
+    Some(
+        data.chunks_exact(HASH_LEN)
+            .map(|c| {
+                let mut h = [0u8; HASH_LEN];
+                h.copy_from_slice(c);
+                Hash(h)
+            })
+            .collect(),
+    )
+}
+
 /// `SHA-256(0x00 || entry)`: the hash of a log entry (RFC 6962 §2.1).
 pub fn leaf_hash(entry: &[u8]) -> Hash {
     let mut h = Sha256::new();

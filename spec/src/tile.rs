@@ -246,14 +246,7 @@ pub fn decode_hashes(tile: &Tile, data: &[u8]) -> Result<Vec<Hash>, TileDataErro
             got: data.len(),
         });
     }
-    Ok(data
-        .chunks_exact(HASH_LEN)
-        .map(|c| {
-            let mut h = [0u8; HASH_LEN];
-            h.copy_from_slice(c);
-            Hash(h)
-        })
-        .collect())
+    Ok(crate::hash::split_hashes(data).unwrap_or_default())
 }
 
 /// Concatenates hashes into tile bytes.

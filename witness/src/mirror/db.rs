@@ -20,7 +20,7 @@
 use std::path::Path;
 
 use vouch_spec::compact::CompactRange;
-use vouch_spec::hash::{Hash, HASH_LEN};
+use vouch_spec::hash::{split_hashes, Hash};
 use vouch_spec::integrate::TileReader;
 
 /// Why the mirror's storage failed.
@@ -171,21 +171,12 @@ impl TileReader for MirrorDb {
         let Some(data) = self.tile(level, index)? else {
             return Ok(None);
         };
-        if data.len() % HASH_LEN != 0 {
-            return Err(DbError::Damaged {
+        split_hashes(&data)
+            .map(Some)
+            .ok_or_else(|| DbError::Damaged {
                 what: "hash tile",
                 why: format!("{level}/{index} holds {} bytes", data.len()),
-            });
-        }
-        Ok(Some(
-            data.chunks_exact(HASH_LEN)
-                .map(|c| {
-                    let mut h = [0u8; HASH_LEN];
-                    h.copy_from_slice(c);
-                    Hash(h)
-                })
-                .collect(),
-        ))
+            })
     }
 }
 
@@ -202,16 +193,7 @@ fn decode_edge(v: &[u8]) -> Result<CompactRange, DbError> {
     let (size, rest) = v
         .split_first_chunk::<8>()
         .ok_or_else(|| damaged("shorter than its size".into()))?;
-    if rest.len() % HASH_LEN != 0 {
-        return Err(damaged(format!("{} bytes of hashes", rest.len())));
-    }
-    let hashes = rest
-        .chunks_exact(HASH_LEN)
-        .map(|c| {
-            let mut h = [0u8; HASH_LEN];
-            h.copy_from_slice(c);
-            Hash(h)
-        })
-        .collect();
+    let hashes =
+        split_hashes(rest).ok_or_else(|| damaged(format!("{} bytes of hashes", rest.len())))?;
     CompactRange::from_parts(u64::from_be_bytes(*size), hashes).map_err(|e| damaged(e.to_string()))
 }
