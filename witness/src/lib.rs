@@ -113,17 +113,7 @@ impl Witness {
         let mut map = HashMap::new();
         let mut by_hash = HashMap::new();
         for l in logs {
-            let keys = l
-                .vkeys
-                .iter()
-                .map(|k| {
-                    Ed25519Verifier::from_vkey(k).map_err(|err| SetupError::Vkey {
-                        origin: l.origin.clone(),
-                        vkey: k.clone(),
-                        err,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = log_verifiers(l)?;
             let state = store::load(dir, &l.origin)?;
             by_hash.insert(store::origin_hash(&l.origin), l.origin.clone());
             map.insert(
@@ -159,10 +149,7 @@ impl Witness {
     /// Handles an `add-checkpoint`: checks, persists, then cosigns. The
     /// per-log lock is held from reading the state to persisting the new one.
     pub fn add_checkpoint(&self, req: &AddCheckpoint, now: u64) -> Result<Vec<u8>, WitnessError> {
-        let origin = Note::parse(&req.checkpoint)
-            .ok()
-            .and_then(|n| n.text.split('\n').next().map(str::to_string))
-            .unwrap_or_default();
+        let origin = note_origin(&req.checkpoint);
         let log = self.logs.get(&origin);
         let mut guard = match log {
             Some(l) => l
@@ -250,6 +237,29 @@ impl Witness {
     }
 }
 
+/// A configured log's verifiers, from its vkeys.
+pub fn log_verifiers(l: &config::LogConfig) -> Result<Vec<Ed25519Verifier>, SetupError> {
+    l.vkeys
+        .iter()
+        .map(|k| {
+            Ed25519Verifier::from_vkey(k).map_err(|err| SetupError::Vkey {
+                origin: l.origin.clone(),
+                vkey: k.clone(),
+                err,
+            })
+        })
+        .collect()
+}
+
+/// The origin line of a signed checkpoint note (empty if it is not one):
+/// how an `add-checkpoint` finds its log before anything is verified.
+pub fn note_origin(note: &[u8]) -> String {
+    Note::parse(note)
+        .ok()
+        .and_then(|n| n.text.split('\n').next().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -258,7 +268,8 @@ pub fn now() -> u64 {
         .unwrap_or(1)
 }
 
-fn text(status: StatusCode, body: String) -> Response {
+/// A plain-text answer (every refusal carries its reason).
+pub(crate) fn text(status: StatusCode, body: String) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -145,6 +145,46 @@ enum ReportWhat {
     Transitions,
 }
 
+/// Reads the TOML configuration `serve` and `mirror` share, with the
+/// command line's overrides.
+fn load_config(
+    path: &std::path::Path,
+    listen: Option<SocketAddr>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(path).map_err(anyhow::Error::msg)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if let Some(k) = key {
+        cfg.key_file = k;
+    }
+    Ok(cfg)
+}
+
+/// Serves `router` on the configured address with the configured
+/// connection limits until SIGTERM or SIGINT.
+fn serve(cfg: &Config, what: &str, router: axum::Router) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("listening on {}", cfg.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, "{what} serving");
+        vouch::serve::notify_ready();
+        let limits = vouch::serve::Limits {
+            max_connections: cfg.max_connections.max(1),
+            header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
+            ..vouch::serve::Limits::default()
+        }
+        .fit_to_fd_limit();
+        vouch::serve::serve(listener, router, limits, vouch::serve::shutdown_signal()).await;
+        anyhow::Ok(0)
+    })
+}
+
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -172,13 +212,7 @@ fn run() -> anyhow::Result<i32> {
             listen,
             key,
         } => {
-            let mut cfg = Config::load(&config).map_err(anyhow::Error::msg)?;
-            if let Some(l) = listen {
-                cfg.listen = l;
-            }
-            if let Some(k) = key {
-                cfg.key_file = k;
-            }
+            let cfg = load_config(&config, listen, key)?;
             let front = vouch_witness::Front::new(
                 vouch::client_addr::TrustedProxies::parse(&cfg.trusted_proxies)
                     .map_err(anyhow::Error::msg)?,
@@ -202,43 +236,16 @@ fn run() -> anyhow::Result<i32> {
             std::thread::Builder::new()
                 .name("pull".into())
                 .spawn(move || pull::run(w2, http, interval))?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(cfg.listen)
-                    .await
-                    .with_context(|| format!("listening on {}", cfg.listen))?;
-                tracing::info!(addr = %listener.local_addr()?, "witness serving");
-                vouch::serve::notify_ready();
-                let limits = vouch::serve::Limits {
-                    max_connections: cfg.max_connections.max(1),
-                    header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
-                    ..vouch::serve::Limits::default()
-                }
-                .fit_to_fd_limit();
-                vouch::serve::serve(
-                    listener,
-                    vouch_witness::router(w, front, &cfg.submission_prefix, &cfg.monitoring_prefix),
-                    limits,
-                    vouch::serve::shutdown_signal(),
-                )
-                .await;
-                anyhow::Ok(0)
-            })
+            let router =
+                vouch_witness::router(w, front, &cfg.submission_prefix, &cfg.monitoring_prefix);
+            serve(&cfg, "witness", router)
         }
         Command::Mirror {
             config,
             listen,
             key,
         } => {
-            let mut cfg = Config::load(&config).map_err(anyhow::Error::msg)?;
-            if let Some(l) = listen {
-                cfg.listen = l;
-            }
-            if let Some(k) = key {
-                cfg.key_file = k;
-            }
+            let cfg = load_config(&config, listen, key)?;
             let signer = vouch_witness::load_key(&cfg.key_file)?;
             let m = Arc::new(mirror::Mirror::new(signer, &cfg.data_dir, &cfg.logs)?);
             println!("{}", m.vkey());
@@ -260,35 +267,9 @@ fn run() -> anyhow::Result<i32> {
             std::thread::Builder::new()
                 .name("follow".into())
                 .spawn(move || mirror::follow::run(m2, http, interval, metrics))?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(cfg.listen)
-                    .await
-                    .with_context(|| format!("listening on {}", cfg.listen))?;
-                tracing::info!(addr = %listener.local_addr()?, "mirror serving");
-                vouch::serve::notify_ready();
-                let limits = vouch::serve::Limits {
-                    max_connections: cfg.max_connections.max(1),
-                    header_timeout: Duration::from_secs(cfg.header_timeout_secs.max(1)),
-                    ..vouch::serve::Limits::default()
-                }
-                .fit_to_fd_limit();
-                vouch::serve::serve(
-                    listener,
-                    mirror::http::router(
-                        m,
-                        registry,
-                        &cfg.submission_prefix,
-                        &cfg.monitoring_prefix,
-                    ),
-                    limits,
-                    vouch::serve::shutdown_signal(),
-                )
-                .await;
-                anyhow::Ok(0)
-            })
+            let router =
+                mirror::http::router(m, registry, &cfg.submission_prefix, &cfg.monitoring_prefix);
+            serve(&cfg, "mirror", router)
         }
         Command::Monitor {
             log,

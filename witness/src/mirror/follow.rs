@@ -139,9 +139,6 @@ fn upload(
     }
 }
 
-/// Largest entry bundle accepted from a log.
-const MAX_BUNDLE_BYTES: u64 = vouch::tiles::MAX_BUNDLE_BYTES;
-
 /// One `add-entries` body for `[start, end)`: at most 32 packages.
 fn request(
     log: &MirrorLog,
@@ -176,7 +173,7 @@ fn request(
         let t = Tile::in_tree(TileKind::Entries, span.subtree_start / 256, end)
             .ok_or_else(|| FetchError::invalid(upstream.url().base(), "bundle past the tree"))?;
         let url = upstream.url().tile(&t);
-        let data = upstream.tile(&t, MAX_BUNDLE_BYTES)?;
+        let data = upstream.tile(&t, vouch::tiles::MAX_BUNDLE_BYTES)?;
         let entries = vouch_spec::bundle::decode_width(&data, usize::from(t.width))
             .map_err(|e| FetchError::invalid(&url, e))?;
         let from = (span.start - span.subtree_start) as usize;

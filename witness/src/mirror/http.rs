@@ -17,6 +17,7 @@ use vouch_spec::tile::Tile;
 use vouch_spec::witness::{AddCheckpoint, Rejection, SIZE_CONTENT_TYPE};
 
 use super::{Mirror, MirrorError, Uploaded};
+use crate::text;
 
 /// Largest `add-entries` body, after decompression: 32 packages of 256
 /// entries of up to 64 KiB would be 512 MiB, but Vouch entries are a few
@@ -29,15 +30,6 @@ pub const ENTRIES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 type St = State<(Arc<Mirror>, Arc<vouch::metrics::Registry>)>;
-
-fn text(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
 
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

@@ -113,15 +113,8 @@ pub struct MirrorLog {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// A configured log vkey does not parse.
-    #[error("log {origin}: vkey {vkey:?}: {err}")]
-    Vkey {
-        /// The log.
-        origin: String,
-        /// The vkey as written.
-        vkey: String,
-        /// What is wrong.
-        err: vouch_spec::note::NoteError,
-    },
+    #[error(transparent)]
+    Config(#[from] crate::SetupError),
     /// A log's database could not be opened or is damaged.
     #[error("log {origin}: {err}")]
     Db {
@@ -241,17 +234,7 @@ impl Mirror {
         let mut map = HashMap::new();
         let mut by_hash = HashMap::new();
         for l in logs {
-            let keys = l
-                .vkeys
-                .iter()
-                .map(|k| {
-                    Ed25519Verifier::from_vkey(k).map_err(|err| SetupError::Vkey {
-                        origin: l.origin.clone(),
-                        vkey: k.clone(),
-                        err,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = crate::log_verifiers(l)?;
             let hash = origin_hash(&l.origin);
             let (db, stored) = MirrorDb::open(&dir.join(&hash)).map_err(|err| SetupError::Db {
                 origin: l.origin.clone(),
@@ -311,10 +294,7 @@ impl Mirror {
     /// witnesses', for clients whose policy needs them). Nothing is
     /// cosigned.
     pub fn add_checkpoint(&self, req: &AddCheckpoint) -> Result<(), MirrorError> {
-        let origin = Note::parse(&req.checkpoint)
-            .ok()
-            .and_then(|n| n.text.split('\n').next().map(str::to_string))
-            .unwrap_or_default();
+        let origin = crate::note_origin(&req.checkpoint);
         let Some(log) = self.logs.get(&origin) else {
             check_add_checkpoint(req, |_| None, |_| WitnessState::empty())?;
             return Err(Rejection::UnknownOrigin(origin).into());
