@@ -132,3 +132,34 @@ pub fn narinfo(cache: &Path, store_path: &str) -> NarInfo {
     let hash = &Path::new(store_path).file_name().unwrap().to_str().unwrap()[..32];
     NarInfo::parse(&std::fs::read(cache.join(format!("{hash}.narinfo"))).unwrap()).unwrap()
 }
+
+/// Builds a one-line derivation `vouch-<tag>-hello` (its output unique to
+/// this process), signs it with each of `keys` and `nix copy`s it to the
+/// `file://` cache `cache`. Returns the Nix home (under `dir`) and the
+/// store path.
+pub fn signed_hello(
+    dir: &Path,
+    tag: &str,
+    keys: &[NixSecretKey],
+    cache: &Path,
+) -> (PathBuf, String) {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let nonce = std::process::id();
+    std::fs::write(
+        dir.join("default.nix"),
+        format!(
+            r#"{{ hello = derivation {{ name = "vouch-{tag}-hello"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo {tag} {nonce} > $out" ]; }}; }}"#
+        ),
+    )
+    .unwrap();
+    let hello = nix_build(
+        &home,
+        &[dir.join("default.nix").to_str().unwrap(), "-A", "hello"],
+    );
+    for k in keys {
+        sign(&home, dir, k, &[&hello]);
+    }
+    publish(&home, cache, &[&hello]);
+    (home, hello)
+}

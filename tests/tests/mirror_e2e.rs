@@ -13,7 +13,7 @@ use vouch_spec::attestation::Attestation;
 use vouch_spec::merkle::MemoryTree;
 use vouch_spec::mirror::{encode_package, packages, MirrorInfo, UploadHeader};
 use vouch_spec::note::{Ed25519Signer, Note, NoteVerifier};
-use vouch_tests::nixtool::{copy_from, narinfo, nix_build, publish, sign};
+use vouch_tests::nixtool::{copy_from, narinfo, signed_hello};
 use vouch_tests::{
     attestation, builder, static_server, temp_dir, wait_until, Log, Witness, ORIGIN,
 };
@@ -61,26 +61,9 @@ fn metric(m: &Witness, name: &str) -> u64 {
 #[test]
 fn a_mirror_follows_a_growing_log_and_nix_substitutes_through_it_with_the_log_stopped() {
     let dir = temp_dir("mirror");
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
     let cache = dir.join("cache");
-    let nonce = std::process::id();
-    std::fs::write(
-        dir.join("default.nix"),
-        format!(
-            r#"{{ hello = derivation {{ name = "vouch-mirror-hello"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo mirrored {nonce} > $out" ]; }}; }}"#
-        ),
-    )
-    .unwrap();
-    let hello = nix_build(
-        &home,
-        &[dir.join("default.nix").to_str().unwrap(), "-A", "hello"],
-    );
     let keys = [builder(51), builder(52)];
-    for k in &keys {
-        sign(&home, &dir, k, &[&hello]);
-    }
-    publish(&home, &cache, &[&hello]);
+    let (home, hello) = signed_hello(&dir, "mirror", &keys, &cache);
 
     let mut log = Log::start(&format!(
         "[publish]\nproofs = \"file://{}\"\n",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use vouch_spec::attestation::Attestation;
 use vouch_spec::tile::{Tile, TileKind};
-use vouch_tests::nixtool::{copy_from, narinfo, nix_build, publish, sign};
+use vouch_tests::nixtool::{copy_from, narinfo, signed_hello};
 use vouch_tests::{attestation, builder, static_server, temp_dir, Log};
 
 /// The size of the checkpoint published in `dir`, if any.
@@ -31,26 +31,9 @@ fn wait_published(dir: &Path, size: u64) {
 #[test]
 fn nix_substitutes_from_published_files_with_the_log_stopped() {
     let dir = temp_dir("publish");
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
     let (bucket, cache) = (dir.join("bucket"), dir.join("cache"));
-    let nonce = std::process::id();
-    std::fs::write(
-        dir.join("default.nix"),
-        format!(
-            r#"{{ hello = derivation {{ name = "vouch-pub-hello"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hello {nonce} > $out" ]; }}; }}"#
-        ),
-    )
-    .unwrap();
-    let hello = nix_build(
-        &home,
-        &[dir.join("default.nix").to_str().unwrap(), "-A", "hello"],
-    );
     let keys = [builder(41), builder(42)];
-    for k in &keys {
-        sign(&home, &dir, k, &[&hello]);
-    }
-    publish(&home, &cache, &[&hello]);
+    let (home, hello) = signed_hello(&dir, "pub", &keys, &cache);
 
     let mut log = Log::start(&format!(
         "[publish]\ntiles = \"file://{}\"\nproofs = \"file://{}\"\n",

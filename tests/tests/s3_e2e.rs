@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use vouch_spec::attestation::Attestation;
 use vouch_spec::tile::{Tile, TileKind};
 use vouch_tests::garage::{Garage, ACCESS_KEY, REGION, SECRET_KEY};
-use vouch_tests::nixtool::{copy_from, narinfo, nix_build, publish, sign};
+use vouch_tests::nixtool::{copy_from, narinfo, signed_hello};
 use vouch_tests::tls::{Nginx, Site, TestCa};
 use vouch_tests::{attestation, builder, free_port, log_keygen, temp_dir, wait_port, Log, Proc};
 
@@ -75,26 +75,9 @@ fn cdn_get(ca: &Path, url: &str) -> (u16, String, Vec<u8>) {
 #[test]
 fn nix_substitutes_from_an_s3_bucket_behind_a_cdn_with_the_log_stopped() {
     let dir = temp_dir("s3");
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let nonce = std::process::id();
-    std::fs::write(
-        dir.join("default.nix"),
-        format!(
-            r#"{{ hello = derivation {{ name = "vouch-s3-hello"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo s3 {nonce} > $out" ]; }}; }}"#
-        ),
-    )
-    .unwrap();
-    let hello = nix_build(
-        &home,
-        &[dir.join("default.nix").to_str().unwrap(), "-A", "hello"],
-    );
     let keys = [builder(51), builder(52)];
-    for k in &keys {
-        sign(&home, &dir, k, &[&hello]);
-    }
     let local = dir.join("cache");
-    publish(&home, &local, &[&hello]);
+    let (home, hello) = signed_hello(&dir, "s3", &keys, &local);
 
     // The bucket holds the binary cache under cache/ …
     let garage = Garage::start("vouch");
