@@ -79,7 +79,7 @@ impl fmt::Display for Hash {
 /// Splits concatenated hashes (a hash tile, a stored frontier); `None`
 /// unless the length is a multiple of [`HASH_LEN`].
 pub fn split_hashes(data: &[u8]) -> Option<Vec<Hash>> {
-    if data.len() % HASH_LEN != 0 {
+    if !data.len().is_multiple_of(HASH_LEN) {
         return None;
     }
     Some(
