@@ -1,4 +1,5 @@
-//! The interior record stored beside each full hash tile: the tile's
+//! The interior record stored with each full hash tile (after its
+//! hashes, in the same value, so one read serves a proof): the tile's
 //! nodes in rows 4 to 7, so an inclusion proof hashes at most 15 of the
 //! tile's hashes (rows 1–3 are recomputed from at most 8 hashes each)
 //! instead of 255. Written by [`crate::sequencer`] for each tile

@@ -17,7 +17,7 @@ use vouch_spec::merkle::{NodeId, NodeSource};
 use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT};
 
 use crate::interior::interior_offset;
-use crate::store::{read_hashes, Reads, StoreError};
+use crate::store::{decode_tile, read_hashes, Reads, StoreError};
 
 /// Tiles kept with all their nodes: full tiles above level 0, and the
 /// partial tiles at the edge (replaced as they grow).
@@ -111,10 +111,10 @@ impl StoredNodes<'_> {
     fn level0_node(&self, index: u64, row: u8, pos: usize) -> Result<Option<Hash>, StoreError> {
         let mut memo = self.level0.borrow_mut();
         if memo.as_ref().is_none_or(|m| m.index != index) {
-            let Some(hashes) = read_hashes(&*self.reader.reads, 0, index)? else {
+            let Some((tile, interior)) = self.reader.reads.tile_with_interior(0, index)? else {
                 return Ok(None);
             };
-            let interior = self.reader.reads.interior(0, index)?;
+            let hashes = decode_tile(0, index, &tile)?;
             *memo = Some(Level0 {
                 index,
                 hashes,

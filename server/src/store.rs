@@ -15,7 +15,8 @@
 //! sequencer follows [`Store::state`] after a failure). Tiles are stored
 //! under their coordinates with their current contents (full, or the widest
 //! partial so far), so serving one is a single read and a partial tile
-//! `.p/W` is a prefix of what is stored. Entries are stored one per index
+//! `.p/W` is a prefix of what is stored; a full tile's interior record is
+//! stored after its hashes in the same value. Entries are stored one per index
 //! (a lookup reads one, not a bundle of 256), and an entry bundle is a
 //! range scan over them.
 
@@ -145,12 +146,29 @@ pub trait Store: Reads {
     }
 }
 
+/// A hash tile's bytes and, if stored, its interior record.
+pub type TileWithInterior = (Vec<u8>, Option<Vec<u8>>);
+
 /// What the readers need: committed data only.
 pub trait Reads: Send + Sync + 'static {
     /// Stored contents of a hash tile (full, or the widest partial so far).
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stored interior record of a full hash tile ([`crate::interior::INTERIOR_ROWS`]).
     fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A hash tile as [`Reads::tile`] has it and, if stored, its interior
+    /// record as [`Reads::interior`] has it: what an inclusion proof
+    /// through a full level-0 tile needs. A store that keeps the two
+    /// together answers with one read.
+    fn tile_with_interior(
+        &self,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<TileWithInterior>, StoreError> {
+        let Some(tile) = self.tile(level, index)? else {
+            return Ok(None);
+        };
+        Ok(Some((tile, self.interior(level, index)?)))
+    }
     /// The entry at `index`.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Up to `count` consecutive entries from `start` (fewer if the log ends).
@@ -348,14 +366,32 @@ impl Store for RocksStore {
 
     fn commit(&self, c: Commit) -> Result<(), StoreError> {
         let mut batch = rocksdb::WriteBatch::default();
+        let mut interiors: std::collections::HashMap<(u8, u64), &[u8]> = c
+            .interiors
+            .iter()
+            .map(|(l, i, d)| ((*l, *i), &d[..]))
+            .collect();
         for (l, i, hashes) in &c.tiles {
-            batch.put(tile_key(*l, *i), vouch_spec::tile::encode_hashes(hashes));
+            let mut value = vouch_spec::tile::encode_hashes(hashes);
+            // A full tile's interior record goes in the same value (see
+            // `split_tile_value`); a record of the wrong size could not
+            // be told apart from the tile, so it goes under its own key.
+            if value.len() == FULL_TILE_BYTES {
+                if let Some(rec) = interiors.remove(&(*l, *i)) {
+                    if rec.len() == INTERIOR_BYTES {
+                        value.extend_from_slice(rec);
+                    } else {
+                        interiors.insert((*l, *i), rec);
+                    }
+                }
+            }
+            batch.put(tile_key(*l, *i), value);
         }
         for (i, data) in &c.entries {
             batch.put(entry_key(*i), data);
         }
-        for (l, i, data) in &c.interiors {
-            batch.put(interior_key(*l, *i), data);
+        for ((l, i), data) in interiors {
+            batch.put(interior_key(l, i), data);
         }
         for (h, i) in &c.leaves {
             batch.put(leaf_key(h), i.to_be_bytes());
@@ -495,16 +531,62 @@ fn answer_reads() -> rocksdb::ReadOptions {
     ro
 }
 
+/// A full hash tile's bytes (256 hashes).
+const FULL_TILE_BYTES: usize = vouch_spec::tile::TILE_WIDTH as usize * HASH_LEN;
+/// An interior record's bytes.
+const INTERIOR_BYTES: usize = crate::interior::INTERIOR_HASHES * HASH_LEN;
+
+/// A stored tile value split into the tile and, for a full tile, the
+/// interior record stored after it: one value, so a proof through a
+/// random level-0 tile costs one read instead of two (BENCHMARKS.md,
+/// issue 18). Stores written before keep the record under its own key:
+/// their full tiles are exactly [`FULL_TILE_BYTES`] and split to `None`.
+fn split_tile_value(mut value: Vec<u8>) -> (Vec<u8>, Option<Vec<u8>>) {
+    if value.len() == FULL_TILE_BYTES + INTERIOR_BYTES {
+        let rec = value.split_off(FULL_TILE_BYTES);
+        (value, Some(rec))
+    } else {
+        (value, None)
+    }
+}
+
 impl Reads for RocksStore {
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db()?.db.get(tile_key(level, index)).map_err(db_err)
+        let value = self.db()?.db.get(tile_key(level, index)).map_err(db_err)?;
+        Ok(value.map(|mut v| {
+            v.truncate(FULL_TILE_BYTES.min(v.len()));
+            v
+        }))
     }
 
     fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db()?
-            .db
-            .get_opt(interior_key(level, index), &answer_reads())
-            .map_err(db_err)
+        Ok(self
+            .tile_with_interior(level, index)?
+            .and_then(|(_, rec)| rec))
+    }
+
+    fn tile_with_interior(
+        &self,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<TileWithInterior>, StoreError> {
+        let g = self.db()?;
+        let Some(value) =
+            g.db.get_opt(tile_key(level, index), &answer_reads())
+                .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let (tile, rec) = split_tile_value(value);
+        let rec = match rec {
+            Some(r) => Some(r),
+            None if tile.len() == FULL_TILE_BYTES => {
+                g.db.get_opt(interior_key(level, index), &answer_reads())
+                    .map_err(db_err)?
+            }
+            None => None,
+        };
+        Ok(Some((tile, rec)))
     }
 
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -589,6 +671,48 @@ mod tests {
         };
         assert_eq!(DurableState::decode(&s.encode()).unwrap(), s);
         assert!(DurableState::decode(&[0; 3]).is_err());
+    }
+
+    /// A full tile and its interior record are one value; `tile` and
+    /// `interior` still answer as if stored apart, and a store written
+    /// before (record under its own key) still reads.
+    #[test]
+    fn interior_record_rides_with_its_tile() {
+        let dir = std::env::temp_dir().join(format!("vouch-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = RocksStore::open(&dir).unwrap();
+        let full: Vec<Hash> = (0..=255u8).map(|b| Hash([b; 32])).collect();
+        let rec = vec![7u8; INTERIOR_BYTES];
+        store
+            .commit(Commit {
+                tiles: vec![(0, 0, full.clone()), (0, 1, full[..3].to_vec())],
+                interiors: vec![(0, 0, rec.clone())],
+                ..Commit::default()
+            })
+            .unwrap();
+        let tile = vouch_spec::tile::encode_hashes(&full);
+        assert_eq!(store.tile(0, 0).unwrap(), Some(tile.clone()));
+        assert_eq!(store.interior(0, 0).unwrap(), Some(rec.clone()));
+        assert_eq!(
+            store.tile_with_interior(0, 0).unwrap(),
+            Some((tile.clone(), Some(rec.clone())))
+        );
+        assert_eq!(store.tile(0, 1).unwrap().map(|t| t.len()), Some(96));
+        assert_eq!(store.interior(0, 1).unwrap(), None);
+        assert_eq!(store.tile_with_interior(0, 2).unwrap(), None);
+        // The earlier layout: the record under its own key.
+        {
+            let g = store.db().unwrap();
+            g.db.put(tile_key(0, 5), &tile).unwrap();
+            g.db.put(interior_key(0, 5), &rec).unwrap();
+        }
+        assert_eq!(store.tile(0, 5).unwrap(), Some(tile.clone()));
+        assert_eq!(
+            store.tile_with_interior(0, 5).unwrap(),
+            Some((tile, Some(rec)))
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
