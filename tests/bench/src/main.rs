@@ -52,8 +52,11 @@ enum Cmd {
         /// Builder keys signing the entries, round robin.
         #[arg(long, default_value_t = 16)]
         keys: usize,
-        /// Concurrent connections.
-        #[arg(long, default_value_t = 8)]
+        /// Concurrent connections. The log commits one batch at a time with
+        /// a sync, so too few requests in flight leave its cores idle: 8
+        /// measured 44.8 k/s with the log at 1.15 cores, 32 measured 61–67
+        /// k/s at 1.7 cores (BENCHMARKS.md, 2026-12-05).
+        #[arg(long, default_value_t = 32)]
         connections: usize,
         /// Attestations per request.
         #[arg(long, default_value_t = 256)]
@@ -101,8 +104,8 @@ enum Cmd {
         /// Repetitions (ingest windows and lookup runs) per size; medians are reported.
         #[arg(long, default_value_t = 3)]
         reps: usize,
-        /// Submitting connections.
-        #[arg(long, default_value_t = 8)]
+        /// Submitting connections (see `ingest --connections`).
+        #[arg(long, default_value_t = 32)]
         connections: usize,
         /// Attestations per request.
         #[arg(long, default_value_t = 256)]
