@@ -78,27 +78,30 @@ pub fn verify(atts: Vec<Attestation>) -> Result<Vec<Prepared>, ApiError> {
     Ok(atts
         .into_iter()
         .map(|a| {
-            let entry = a.to_entry();
-            let references = match &entry.references {
+            let mut hash_part = [0u8; 32];
+            hash_part.copy_from_slice(a.path.hash_part().as_bytes());
+            let signer = a.key.clone();
+            let logged = a.into_entry();
+            // A digest-form entry's reference list, served by its digest.
+            let references = match &logged.entry.references {
                 References::Inline(_) => None,
                 References::Digest(d) => Some((
                     *d,
-                    a.references
+                    logged
+                        .digested
                         .iter()
                         .map(|r| format!("{}\n", r.base()))
                         .collect::<String>()
                         .into_bytes(),
                 )),
             };
-            let mut hash_part = [0u8; 32];
-            hash_part.copy_from_slice(a.path.hash_part().as_bytes());
-            let bytes = entry.encode();
+            let bytes = logged.bytes;
             Prepared {
                 leaf: vouch_spec::leaf_hash(&bytes),
                 bytes,
                 indexed: Indexed::Path(hash_part),
                 references,
-                signer: a.key,
+                signer,
             }
         })
         .collect())

@@ -168,6 +168,18 @@ fn sorted_unique(mut refs: Vec<StorePath>) -> Vec<StorePath> {
     refs
 }
 
+/// An attestation made into its log entry by [`Attestation::into_entry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedEntry {
+    /// The entry (§3.2).
+    pub entry: Entry,
+    /// Its canonical encoding: what the leaf hash covers.
+    pub bytes: Vec<u8>,
+    /// The references a digest-form entry stands for (the list a reader
+    /// fetches by its digest); empty for inline references.
+    pub digested: Vec<StorePath>,
+}
+
 impl Attestation {
     /// Signs a new attestation with a builder's Nix secret key.
     pub fn sign(
@@ -257,21 +269,41 @@ impl Attestation {
     /// The log entry: inline references if it fits in [`MAX_ENTRY_LEN`],
     /// otherwise the digest form.
     pub fn to_entry(&self) -> Entry {
+        self.clone().into_entry().entry
+    }
+
+    /// [`Attestation::to_entry`] without copying, with the entry's
+    /// canonical encoding computed once (the log needs both).
+    pub fn into_entry(self) -> LoggedEntry {
         let inline = Entry {
-            path: self.path.clone(),
+            path: self.path,
             nar_hash: self.nar_hash,
             nar_size: self.nar_size,
-            references: References::Inline(self.references.clone()),
-            deriver: self.deriver.clone(),
-            key: self.key.clone(),
+            references: References::Inline(self.references),
+            deriver: self.deriver,
+            key: self.key,
             sig: self.sig,
         };
-        if inline.encode().len() <= MAX_ENTRY_LEN {
-            return inline;
+        let bytes = inline.encode();
+        if bytes.len() <= MAX_ENTRY_LEN {
+            return LoggedEntry {
+                entry: inline,
+                bytes,
+                digested: Vec::new(),
+            };
         }
-        Entry {
-            references: References::Digest(sha256(references_field(&self.references).as_bytes())),
+        let refs = match inline.references {
+            References::Inline(refs) => refs,
+            References::Digest(_) => Vec::new(),
+        };
+        let entry = Entry {
+            references: References::Digest(sha256(references_field(&refs).as_bytes())),
             ..inline
+        };
+        LoggedEntry {
+            bytes: entry.encode(),
+            entry,
+            digested: refs,
         }
     }
 
@@ -660,6 +692,23 @@ mod tests {
             Attestation::parse(&bytes),
             Err(AttestationError::DigestForm)
         );
+        // The log's path: the same entry and bytes, and the list it stands for.
+        let logged = a.clone().into_entry();
+        assert_eq!((&logged.entry, &logged.bytes), (&e, &bytes));
+        assert_eq!(logged.digested, a.references);
+    }
+
+    #[test]
+    fn into_entry_is_to_entry_with_its_encoding() {
+        let sk = NixSecretKey::from_seed("builder-x", &[4; 32]).unwrap();
+        let path = StorePath::parse("/nix/store/71z0irc81f1wmhlqhcxmb0h9y78nfkns-small").unwrap();
+        let r = StorePath::parse("/nix/store/4myk779h2pwflpk49k6iljcx8xvk87s1-dep").unwrap();
+        let a = Attestation::sign(path, [7; 32], 1234, vec![r], None, &sk);
+        let logged = a.clone().into_entry();
+        assert_eq!(logged.entry, a.to_entry());
+        assert_eq!(logged.bytes, a.to_entry().encode());
+        assert!(matches!(logged.entry.references, References::Inline(_)));
+        assert!(logged.digested.is_empty());
     }
 
     proptest! {
