@@ -23,6 +23,7 @@ use crate::b64;
 use crate::bundle;
 use crate::hash::{leaf_hash, sha256, Hash};
 use crate::hex;
+pub use crate::nix::key::references_field;
 use crate::nix::key::{fingerprint, NixKeyError, NixPublicKey, NixSecretKey, NixSignature};
 use crate::nix::narinfo::{format_sha256, parse_sha256, NarInfo, NarInfoError};
 use crate::nix::store_path::{StorePath, StorePathError};
@@ -153,13 +154,6 @@ pub enum AttestationError {
     /// The entry and a narinfo disagree.
     #[error("narinfo disagrees with the attestation on {0}")]
     NarInfoMismatch(&'static str),
-}
-
-/// The fingerprint's reference field: full paths, sorted, comma-separated.
-pub fn references_field(refs: &[StorePath]) -> String {
-    let mut v: Vec<String> = refs.iter().map(|r| r.full()).collect();
-    v.sort();
-    v.join(",")
 }
 
 fn sorted_unique(mut refs: Vec<StorePath>) -> Vec<StorePath> {

@@ -287,44 +287,40 @@ pub fn fingerprint(
     nar_size: u64,
     references: &[StorePath],
 ) -> String {
-    // Written in place: three allocations per fingerprint, where building
-    // each reference's full path, joining and formatting made a dozen
-    // (the log computes one per submitted attestation).
-    let full_len = |p: &StorePath| p.store_dir().len() + 1 + p.base().len();
-    let mut refs: Vec<&StorePath> = references.iter().collect();
-    // The order of the full paths as strings, as Nix sorts them.
-    refs.sort_by(|a, b| full_bytes(a).cmp(full_bytes(b)));
     let mut out = String::with_capacity(
-        full_len(path) + 72 + refs.iter().map(|r| full_len(r) + 1).sum::<usize>(),
+        path.full_len() + 72 + references.iter().map(|r| r.full_len() + 1).sum::<usize>(),
     );
     out.push_str("1;");
-    push_full(&mut out, path);
+    path.push_full(&mut out);
     out.push_str(";sha256:");
     out.push_str(&nix32::encode(nar_hash));
     out.push(';');
     out.push_str(&nar_size.to_string());
     out.push(';');
-    for (i, r) in refs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_full(&mut out, r);
-    }
+    push_references_field(&mut out, references);
     out
 }
 
-/// A store path's full form, byte by byte, without building it.
-fn full_bytes(p: &StorePath) -> impl Iterator<Item = u8> + '_ {
-    p.store_dir()
-        .bytes()
-        .chain(std::iter::once(b'/'))
-        .chain(p.base().bytes())
+/// The fingerprint's reference field: full paths, sorted, comma-separated
+/// (what a digest-form entry's `references-sha256` covers).
+pub fn references_field(refs: &[StorePath]) -> String {
+    let mut out = String::with_capacity(refs.iter().map(|r| r.full_len() + 1).sum());
+    push_references_field(&mut out, refs);
+    out
 }
 
-fn push_full(out: &mut String, p: &StorePath) {
-    out.push_str(p.store_dir());
-    out.push('/');
-    out.push_str(p.base());
+/// Appends [`references_field`] to `out`, written in place: the log makes
+/// one per submitted attestation, and building each full path, joining
+/// and formatting cost about a dozen allocations.
+fn push_references_field(out: &mut String, refs: &[StorePath]) {
+    let mut sorted: Vec<&StorePath> = refs.iter().collect();
+    sorted.sort_by(|a, b| a.cmp_full(b));
+    for (i, r) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        r.push_full(out);
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +354,7 @@ mod tests {
                 size,
                 full.join(",")
             );
+            prop_assert_eq!(references_field(&refs), full.join(","));
             prop_assert_eq!(fingerprint(&path, &hash, size, &refs), plain);
         }
     }

@@ -110,7 +110,34 @@ impl StorePath {
 
     /// The full path.
     pub fn full(&self) -> String {
-        format!("{}/{}", self.store_dir, self.base)
+        let mut s = String::with_capacity(self.full_len());
+        self.push_full(&mut s);
+        s
+    }
+
+    /// Length of [`StorePath::full`] in bytes.
+    pub fn full_len(&self) -> usize {
+        self.store_dir.len() + 1 + self.base.len()
+    }
+
+    /// Appends [`StorePath::full`] to `out` without building it.
+    pub fn push_full(&self, out: &mut String) {
+        out.push_str(&self.store_dir);
+        out.push('/');
+        out.push_str(&self.base);
+    }
+
+    /// Orders as the [`StorePath::full`] strings order, without building
+    /// them (the order of Nix's fingerprint).
+    pub fn cmp_full(&self, other: &StorePath) -> std::cmp::Ordering {
+        self.full_bytes().cmp(other.full_bytes())
+    }
+
+    fn full_bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.store_dir
+            .bytes()
+            .chain(std::iter::once(b'/'))
+            .chain(self.base.bytes())
     }
 }
 
