@@ -747,7 +747,8 @@ mod tests {
         // Every full level-0 tile has its interior record, equal to the tree's nodes.
         let tree = MemoryTree::from_leaves(leaves.iter().copied());
         for t in 0..(leaves.len() as u64 / TILE_WIDTH) {
-            let rec = mem.interior(0, t).unwrap().expect("interior record");
+            let (_, rec) = mem.tile_with_interior(0, t).unwrap().expect("tile");
+            let rec = rec.expect("interior record");
             for row in INTERIOR_ROWS {
                 for pos in 0..(TILE_WIDTH as usize >> row) {
                     let off = interior_offset(row, pos).unwrap();

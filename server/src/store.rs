@@ -153,22 +153,14 @@ pub type TileWithInterior = (Vec<u8>, Option<Vec<u8>>);
 pub trait Reads: Send + Sync + 'static {
     /// Stored contents of a hash tile (full, or the widest partial so far).
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Stored interior record of a full hash tile ([`crate::interior::INTERIOR_ROWS`]).
-    fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// A hash tile as [`Reads::tile`] has it and, if stored, its interior
-    /// record as [`Reads::interior`] has it: what an inclusion proof
-    /// through a full level-0 tile needs. A store that keeps the two
-    /// together answers with one read.
+    /// A hash tile as [`Reads::tile`] has it and, for a full tile, its
+    /// stored interior record ([`crate::interior::INTERIOR_ROWS`]): what
+    /// an inclusion proof through a full level-0 tile needs, in one read.
     fn tile_with_interior(
         &self,
         level: u8,
         index: u64,
-    ) -> Result<Option<TileWithInterior>, StoreError> {
-        let Some(tile) = self.tile(level, index)? else {
-            return Ok(None);
-        };
-        Ok(Some((tile, self.interior(level, index)?)))
-    }
+    ) -> Result<Option<TileWithInterior>, StoreError>;
     /// The entry at `index`.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Up to `count` consecutive entries from `start` (fewer if the log ends).
@@ -559,12 +551,6 @@ impl Reads for RocksStore {
         }))
     }
 
-    fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tile_with_interior(level, index)?
-            .and_then(|(_, rec)| rec))
-    }
-
     fn tile_with_interior(
         &self,
         level: u8,
@@ -673,9 +659,9 @@ mod tests {
         assert!(DurableState::decode(&[0; 3]).is_err());
     }
 
-    /// A full tile and its interior record are one value; `tile` and
-    /// `interior` still answer as if stored apart, and a store written
-    /// before (record under its own key) still reads.
+    /// A full tile and its interior record are one value; `tile` still
+    /// answers with the tile alone, and a store written before (record
+    /// under its own key) still reads.
     #[test]
     fn interior_record_rides_with_its_tile() {
         let dir = std::env::temp_dir().join(format!("vouch-store-test-{}", std::process::id()));
@@ -692,13 +678,15 @@ mod tests {
             .unwrap();
         let tile = vouch_spec::tile::encode_hashes(&full);
         assert_eq!(store.tile(0, 0).unwrap(), Some(tile.clone()));
-        assert_eq!(store.interior(0, 0).unwrap(), Some(rec.clone()));
         assert_eq!(
             store.tile_with_interior(0, 0).unwrap(),
             Some((tile.clone(), Some(rec.clone())))
         );
         assert_eq!(store.tile(0, 1).unwrap().map(|t| t.len()), Some(96));
-        assert_eq!(store.interior(0, 1).unwrap(), None);
+        assert_eq!(
+            store.tile_with_interior(0, 1).unwrap().map(|(_, rec)| rec),
+            Some(None)
+        );
         assert_eq!(store.tile_with_interior(0, 2).unwrap(), None);
         // The earlier layout: the record under its own key.
         {
@@ -809,8 +797,14 @@ impl Reads for MemStore {
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get(&tile_key(level, index)))
     }
-    fn interior(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get(&interior_key(level, index)))
+    fn tile_with_interior(
+        &self,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<TileWithInterior>, StoreError> {
+        Ok(self
+            .get(&tile_key(level, index))
+            .map(|t| (t, self.get(&interior_key(level, index)))))
     }
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get(&entry_key(index)))
