@@ -133,6 +133,15 @@ pub fn narinfo(cache: &Path, store_path: &str) -> NarInfo {
     NarInfo::parse(&std::fs::read(cache.join(format!("{hash}.narinfo"))).unwrap()).unwrap()
 }
 
+/// A derivation named `name` that runs `script` with `/bin/sh -c`, as a
+/// Nix expression: the tests' packages (`$out` and `${...}` in `script`
+/// are Nix's).
+pub fn sh_derivation(name: &str, script: &str) -> String {
+    format!(
+        r#"derivation {{ name = "{name}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "{script}" ]; }}"#
+    )
+}
+
 /// Builds a one-line derivation `vouch-<tag>-hello` (its output unique to
 /// this process), signs it with each of `keys` and `nix copy`s it to the
 /// `file://` cache `cache`. Returns the Nix home (under `dir`) and the
@@ -149,7 +158,11 @@ pub fn signed_hello(
     std::fs::write(
         dir.join("default.nix"),
         format!(
-            r#"{{ hello = derivation {{ name = "vouch-{tag}-hello"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo {tag} {nonce} > $out" ]; }}; }}"#
+            "{{ hello = {}; }}",
+            sh_derivation(
+                &format!("vouch-{tag}-hello"),
+                &format!("echo {tag} {nonce} > $out")
+            )
         ),
     )
     .unwrap();

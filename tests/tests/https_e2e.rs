@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use vouch_spec::nix::NixSecretKey;
-use vouch_tests::nixtool::{key_file, nix_build, nix_with, publish, sign};
+use vouch_tests::nixtool::{key_file, nix_build, nix_with, publish, sh_derivation, sign};
 use vouch_tests::tls::{Nginx, Site, TestCa, PROXY_ADDRESS};
 use vouch_tests::{
     binary, builder, checkpoint_size, free_port, log_keygen, temp_dir, wait_until, Log, Proc,
@@ -57,11 +57,10 @@ fn every_party_speaks_https_through_nginx_and_untrusted_certificates_are_refused
     std::fs::write(
         dir.join("default.nix"),
         format!(
-            r#"{{
-  a = derivation {{ name = "vouch-tls-a"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo a {nonce} > $out" ]; }};
-  b = derivation {{ name = "vouch-tls-b"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo b {nonce} > $out" ]; }};
-  hooked = derivation {{ name = "vouch-tls-hooked"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hooked {nonce} > $out" ]; }};
-}}"#
+            "{{\n  a = {};\n  b = {};\n  hooked = {};\n}}",
+            sh_derivation("vouch-tls-a", &format!("echo a {nonce} > $out")),
+            sh_derivation("vouch-tls-b", &format!("echo b {nonce} > $out")),
+            sh_derivation("vouch-tls-hooked", &format!("echo hooked {nonce} > $out")),
         ),
     )
     .unwrap();

@@ -14,7 +14,9 @@ use serde_json::Value;
 use vouch_spec::attestation::Attestation;
 use vouch_spec::note::Ed25519Signer;
 use vouch_spec::transition::Transition;
-use vouch_tests::nixtool::{copy_from, key_file, narinfo, nix_build, publish, sign, vouch_verify};
+use vouch_tests::nixtool::{
+    copy_from, key_file, narinfo, nix_build, publish, sh_derivation, sign, vouch_verify,
+};
 use vouch_tests::{binary, builder, response, static_server, temp_dir, Log};
 
 fn post_transition(log: &Log, body: &[u8]) -> (u16, String) {
@@ -39,7 +41,11 @@ fn a_handover_cuts_off_the_old_key_and_carries_trust_to_the_new_one() {
     let nonce = std::process::id();
     let drv = |name: &str| {
         format!(
-            r#"{name} = derivation {{ name = "vouch-kt-{name}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo {name} {nonce} > $out" ]; }};"#
+            "{name} = {};",
+            sh_derivation(
+                &format!("vouch-kt-{name}"),
+                &format!("echo {name} {nonce} > $out")
+            )
         )
     };
     std::fs::write(

@@ -12,7 +12,8 @@ use std::process::Command;
 use vouch_spec::attestation::Attestation;
 use vouch_spec::nix::NixSecretKey;
 use vouch_tests::nixtool::{
-    copy_from, key_file, must, narinfo, nix_build, publish, sign, vouch_verify, NIX_CONFIG,
+    copy_from, key_file, must, narinfo, nix_build, publish, sh_derivation, sign, vouch_verify,
+    NIX_CONFIG,
 };
 use vouch_tests::{binary, builder, free_port, static_server, temp_dir, Log};
 
@@ -30,11 +31,13 @@ fn nix_copies_only_what_enough_trusted_builders_agree_on() {
     std::fs::write(
         dir.join("default.nix"),
         format!(
-            r#"rec {{
-  dep = derivation {{ name = "vouch-e2e-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo dep {nonce} > $out" ]; }};
-  hello = derivation {{ name = "vouch-e2e-hello"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hello {nonce} > $out; echo ${{dep}} >> $out" ]; }};
-  lonely = derivation {{ name = "vouch-e2e-lonely"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo lonely {nonce} > $out" ]; }};
-}}"#
+            "rec {{\n  dep = {};\n  hello = {};\n  lonely = {};\n}}",
+            sh_derivation("vouch-e2e-dep", &format!("echo dep {nonce} > $out")),
+            sh_derivation(
+                "vouch-e2e-hello",
+                &format!("echo hello {nonce} > $out; echo ${{dep}} >> $out")
+            ),
+            sh_derivation("vouch-e2e-lonely", &format!("echo lonely {nonce} > $out")),
         ),
     )
     .unwrap();
@@ -320,9 +323,9 @@ fn post_build_hook_spools_and_the_sender_delivers() {
         .unwrap();
     std::fs::write(
         dir.join("default.nix"),
-        format!(
-            r#"derivation {{ name = "vouch-e2e-hooked"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hooked {} > $out" ]; }}"#,
-            std::process::id()
+        sh_derivation(
+            "vouch-e2e-hooked",
+            &format!("echo hooked {} > $out", std::process::id()),
         ),
     )
     .unwrap();
@@ -404,10 +407,9 @@ fn backfill_logs_an_existing_cache_and_resumes() {
     std::fs::write(
         dir.join("default.nix"),
         format!(
-            r#"{{
-  a = derivation {{ name = "vouch-bf-a"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo a {nonce} > $out" ]; }};
-  b = derivation {{ name = "vouch-bf-b"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo b {nonce} > $out" ]; }};
-}}"#
+            "{{\n  a = {};\n  b = {};\n}}",
+            sh_derivation("vouch-bf-a", &format!("echo a {nonce} > $out")),
+            sh_derivation("vouch-bf-b", &format!("echo b {nonce} > $out")),
         ),
     )
     .unwrap();
@@ -532,9 +534,9 @@ fn the_substituter_refuses_every_lie_and_nix_gets_nothing() {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
         dir.join("default.nix"),
-        format!(
-            r#"derivation {{ name = "vouch-e2e-lied-about"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo lied about {} > $out" ]; }}"#,
-            std::process::id()
+        sh_derivation(
+            "vouch-e2e-lied-about",
+            &format!("echo lied about {} > $out", std::process::id()),
         ),
     )
     .unwrap();
@@ -754,9 +756,9 @@ fn report_mode_serves_an_unattested_path_and_counts_what_enforcing_would_refuse(
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
         dir.join("default.nix"),
-        format!(
-            r#"derivation {{ name = "vouch-e2e-unattested"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo unattested {} > $out" ]; }}"#,
-            std::process::id()
+        sh_derivation(
+            "vouch-e2e-unattested",
+            &format!("echo unattested {} > $out", std::process::id()),
         ),
     )
     .unwrap();

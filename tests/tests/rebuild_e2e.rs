@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vouch_spec::attestation::Entry;
 use vouch_spec::nix::NixSecretKey;
-use vouch_tests::nixtool::{copy_from, key_file, must, nix_build, publish, sign, NIX_CONFIG};
+use vouch_tests::nixtool::{
+    copy_from, key_file, must, nix_build, publish, sh_derivation, sign, NIX_CONFIG,
+};
 use vouch_tests::{binary, builder, static_server, temp_dir, Log};
 
 /// Nix's settings for the rebuilder's chroot store: its builds see the
@@ -123,7 +125,8 @@ fn world() -> World {
     );
     let drv = |name: &str, script: &str| {
         format!(
-            r#"{name} = derivation {{ name = "vouch-rb-{name}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "{script}" ]; }};"#
+            "{name} = {};",
+            sh_derivation(&format!("vouch-rb-{name}"), script)
         )
     };
     let nix = [
