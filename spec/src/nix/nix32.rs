@@ -17,8 +17,15 @@ pub fn encoded_len(n: usize) -> usize {
 
 /// Encodes bytes as nix32.
 pub fn encode(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(encoded_len(bytes.len()));
+    push(bytes, &mut s);
+    s
+}
+
+/// Appends the nix32 encoding of `bytes` to `out`.
+pub fn push(bytes: &[u8], out: &mut String) {
     let len = encoded_len(bytes.len());
-    let mut s = String::with_capacity(len);
+    out.reserve(len);
     for n in (0..len).rev() {
         let b = n * 5;
         let (i, j) = (b / 8, b % 8);
@@ -28,9 +35,8 @@ pub fn encode(bytes: &[u8]) -> String {
         } else {
             0
         };
-        s.push(ALPHABET[((lo | hi) & 0x1f) as usize] as char);
+        out.push(ALPHABET[((lo | hi) & 0x1f) as usize] as char);
     }
-    s
 }
 
 /// Why a nix32 string was rejected.
@@ -69,6 +75,11 @@ const VALUES: [u8; 256] = {
     }
     t
 };
+
+/// Whether `c` is one of the 32 digits.
+pub fn is_digit(c: u8) -> bool {
+    VALUES[usize::from(c)] != 0xff
+}
 
 fn digit_value(c: u8) -> Option<u8> {
     let v = VALUES[usize::from(c)];

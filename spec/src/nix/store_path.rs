@@ -2,6 +2,7 @@
 //! (Nix src/libstore/path.cc). Names are 1–211 characters from
 //! `[A-Za-z0-9+-._?=]` and do not start with a dot.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::nix32;
@@ -16,8 +17,10 @@ pub const MAX_NAME_LEN: usize = 211;
 /// A parsed store path.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StorePath {
-    /// The store directory, absolute, without a trailing slash.
-    store_dir: String,
+    /// The store directory, absolute, without a trailing slash: borrowed
+    /// for [`DEFAULT_STORE_DIR`], so a path in the usual store costs one
+    /// allocation, not two (parsing is on the log's submit path).
+    store_dir: Cow<'static, str>,
     /// `<hash>-<name>`.
     base: String,
 }
@@ -50,9 +53,10 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b))
 }
 
-/// Checks a hash part: 32 nix32 digits.
+/// Checks a hash part: 32 nix32 digits. (They are exactly the 160 bits of
+/// the 20-byte hash, so no padding bits can be set.)
 pub fn valid_hash_part(h: &str) -> bool {
-    h.len() == HASH_PART_LEN && nix32::decode(h, 20).is_ok()
+    h.len() == HASH_PART_LEN && h.bytes().all(nix32::is_digit)
 }
 
 impl StorePath {
@@ -82,8 +86,13 @@ impl StorePath {
         if !valid_name(&base[HASH_PART_LEN + 1..]) {
             return Err(StorePathError::Name(full()));
         }
+        let store_dir = if store_dir == DEFAULT_STORE_DIR {
+            Cow::Borrowed(DEFAULT_STORE_DIR)
+        } else {
+            Cow::Owned(store_dir.to_string())
+        };
         Ok(StorePath {
-            store_dir: store_dir.to_string(),
+            store_dir,
             base: base.to_string(),
         })
     }
@@ -186,12 +195,28 @@ mod tests {
         assert!(StorePath::parse(&long).is_err());
     }
 
+    #[test]
+    fn other_store_directories_are_kept() {
+        let p = StorePath::parse("/gnu/store/71z0irc81f1wmhlqhcxmb0h9y78nfkns-x").unwrap();
+        assert_eq!(p.store_dir(), "/gnu/store");
+        assert_eq!(p.full(), "/gnu/store/71z0irc81f1wmhlqhcxmb0h9y78nfkns-x");
+        assert_ne!(
+            p,
+            StorePath::parse("/nix/store/71z0irc81f1wmhlqhcxmb0h9y78nfkns-x").unwrap()
+        );
+    }
+
     proptest! {
         #[test]
         fn roundtrip(hash in "[0-9a-df-np-sv-z]{32}", name in "[a-zA-Z0-9+_?=-][a-zA-Z0-9+._?=-]{0,40}") {
             let s = format!("/nix/store/{hash}-{name}");
             let p = StorePath::parse(&s).unwrap();
             prop_assert_eq!(p.full(), s);
+        }
+
+        #[test]
+        fn hash_part_check_is_nix32_decoding(h in "[0-9a-z]{30,34}") {
+            prop_assert_eq!(valid_hash_part(&h), h.len() == 32 && nix32::decode(&h, 20).is_ok());
         }
     }
 }
