@@ -11,6 +11,11 @@ pub fn encode(data: impl AsRef<[u8]>) -> String {
     STANDARD.encode(data)
 }
 
+/// Appends the padded standard base64 of `data` to `out` (no new String).
+pub fn push(data: impl AsRef<[u8]>, out: &mut String) {
+    STANDARD.encode_string(data, out)
+}
+
 /// Decodes canonical padded standard base64.
 pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     // The STANDARD engine requires canonical padding and rejects non-zero

@@ -122,6 +122,18 @@ pub struct NixPublicKey {
 }
 
 impl NixPublicKey {
+    /// Length of the `name:base64` form.
+    pub fn encoded_len(&self) -> usize {
+        self.name.len() + 1 + 44
+    }
+
+    /// Appends the `name:base64` form (what [`fmt::Display`] writes) to `out`.
+    pub fn push_to(&self, out: &mut String) {
+        out.push_str(&self.name);
+        out.push(':');
+        b64::push(self.key.as_bytes(), out);
+    }
+
     /// Parses the `name:base64` form (surrounding whitespace, as in a key
     /// file's final newline, is not accepted here; trim it first).
     pub fn parse(s: &str) -> Result<NixPublicKey, NixKeyError> {
@@ -156,7 +168,9 @@ impl NixPublicKey {
 
 impl fmt::Display for NixPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.name, b64::encode(self.key.as_bytes()))
+        let mut s = String::with_capacity(self.encoded_len());
+        self.push_to(&mut s);
+        f.write_str(&s)
     }
 }
 
