@@ -361,7 +361,7 @@ fn run(
             }
             _ => {
                 wrote = true;
-                sequence(&*store, &signer, &settings, &range, &retired, &jobs)
+                sequence(&*store, &signer, &settings, &range, &retired, &mut jobs)
             }
         };
         match outcome {
@@ -426,13 +426,16 @@ type BatchResult = (
 /// an earlier job of this batch or an earlier entry of the same job) is
 /// refused whole and takes no index. Duplicates are answered with their
 /// index whatever their key: they were logged before any cutoff.
+///
+/// Each new entry's bytes move out of its job into the commit; the jobs
+/// are only answered afterwards.
 fn sequence(
     store: &dyn Store,
     signer: &Ed25519Signer,
     settings: &Settings,
     range: &CompactRange,
     retired: &HashMap<[u8; 32], u64>,
-    jobs: &[Job],
+    jobs: &mut [Job],
 ) -> Result<BatchResult, StoreError> {
     let leaves: Vec<Hash> = jobs
         .iter()
@@ -446,7 +449,7 @@ fn sequence(
     let mut next = range.size();
     let mut k = 0;
     let mut retiring: HashMap<[u8; 32], u64> = HashMap::new();
-    for job in jobs {
+    for job in jobs.iter_mut() {
         let first = k;
         k += job.entries.len();
         if let Some(refusal) = refuse_retired(job, &existing[first..k], &seen, next, |key| {
@@ -456,7 +459,7 @@ fn sequence(
             continue;
         }
         let mut r = Vec::with_capacity(job.entries.len());
-        for (e, known) in job.entries.iter().zip(&existing[first..k]) {
+        for (e, known) in job.entries.iter_mut().zip(&existing[first..k]) {
             let known = known.or_else(|| seen.get(&e.leaf).copied());
             if let Some(index) = known {
                 r.push(Assigned {
@@ -470,7 +473,8 @@ fn sequence(
             next += 1;
             seen.insert(e.leaf, index);
             new_leaves.push(e.leaf);
-            commit.entries.push((index, e.bytes.clone()));
+            // Moved, not copied: nothing reads a job's bytes after this.
+            commit.entries.push((index, std::mem::take(&mut e.bytes)));
             commit.leaves.push((e.leaf, index));
             match &e.indexed {
                 Indexed::Path(hash_part) => commit.paths.push((*hash_part, index)),
@@ -641,7 +645,7 @@ mod tests {
                 .public()
         });
         let early = prepared(b"early\n", &k, false);
-        let jobs = [
+        let mut jobs = [
             job_of(vec![early.clone()]),
             // Retires k at index 1, then an entry by k in the same job.
             job_of(vec![
@@ -652,8 +656,15 @@ mod tests {
             job_of(vec![prepared(b"late 2\n", &k, false)]),
             job_of(vec![prepared(b"other\n", &other, false)]),
         ];
-        let (results, _, range, retired) =
-            sequence(&*store, &signer, &settings, &range, &HashMap::new(), &jobs).unwrap();
+        let (results, _, range, retired) = sequence(
+            &*store,
+            &signer,
+            &settings,
+            &range,
+            &HashMap::new(),
+            &mut jobs,
+        )
+        .unwrap();
         assert!(results[0].is_ok());
         assert!(
             matches!(
@@ -678,11 +689,11 @@ mod tests {
         // A later batch: a duplicate of the early entry is answered, a new
         // entry refused.
         let map: HashMap<[u8; 32], u64> = retired.into_iter().collect();
-        let jobs = [
+        let mut jobs = [
             job_of(vec![early]),
             job_of(vec![prepared(b"late 3\n", &k, false)]),
         ];
-        let (results, ..) = sequence(&*store, &signer, &settings, &range, &map, &jobs).unwrap();
+        let (results, ..) = sequence(&*store, &signer, &settings, &range, &map, &mut jobs).unwrap();
         assert!(results[0].as_ref().unwrap()[0].duplicate);
         assert!(matches!(&results[1], Err(Refusal::Retired { .. })));
     }
@@ -714,7 +725,7 @@ mod tests {
                 &settings,
                 &range,
                 &HashMap::new(),
-                &[job(size..size + n)],
+                &mut [job(size..size + n)],
             )
             .unwrap()
             .2;

@@ -8,7 +8,7 @@
 //! one by one (`vouch_spec::batch`), so the log accepts exactly what
 //! clients accept.
 
-use vouch_spec::attestation::{Attestation, References, HEADER};
+use vouch_spec::attestation::{Attestation, LoggedEntry, References, HEADER};
 use vouch_spec::batch::{first_invalid, Item};
 
 use crate::error::ApiError;
@@ -80,28 +80,29 @@ pub fn verify(atts: Vec<Attestation>) -> Result<Vec<Prepared>, ApiError> {
         .map(|a| {
             let mut hash_part = [0u8; 32];
             hash_part.copy_from_slice(a.path.hash_part().as_bytes());
-            let signer = a.key.clone();
-            let logged = a.into_entry();
+            let LoggedEntry {
+                entry,
+                bytes,
+                digested,
+            } = a.into_entry();
             // A digest-form entry's reference list, served by its digest.
-            let references = match &logged.entry.references {
+            let references = match entry.references {
                 References::Inline(_) => None,
                 References::Digest(d) => Some((
-                    *d,
-                    logged
-                        .digested
+                    d,
+                    digested
                         .iter()
                         .map(|r| format!("{}\n", r.base()))
                         .collect::<String>()
                         .into_bytes(),
                 )),
             };
-            let bytes = logged.bytes;
             Prepared {
                 leaf: vouch_spec::leaf_hash(&bytes),
                 bytes,
                 indexed: Indexed::Path(hash_part),
                 references,
-                signer,
+                signer: entry.key,
             }
         })
         .collect())
