@@ -323,6 +323,11 @@ fn options() -> rocksdb::Options {
     // measured 30x slower lookups at 1e7 entries.
     opts.set_block_based_table_factory(&table);
     opts.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(33));
+    // The same for the memtables: dedup probes every new leaf hash, and a
+    // skip-list search per absent key cost ~3% of the log's CPU under
+    // ingest (perf, BENCHMARKS.md); a Bloom filter over the 33-byte prefixes
+    // (leaf keys are exactly that long) answers them first.
+    opts.set_memtable_prefix_bloom_ratio(0.05);
     // Random lookups miss the block cache at scale; reading those blocks
     // through a mapping of the table files costs no system call and no
     // copy, where pread (with readahead) took an eighth of the log's CPU
