@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use vouch_spec::attestation::Attestation;
+use vouch_spec::attestation::Submitted;
 use vouch_spec::nix::NixPublicKey;
 
 use vouch::ratelimit::{rate_key, Buckets};
@@ -131,30 +131,35 @@ impl Admission {
 
     /// The allow-list (403) and per-key rates (429) for parsed attestations;
     /// a request over a key's budget is refused whole.
-    pub fn check_builders(&self, atts: &[Attestation]) -> Result<(), ApiError> {
-        let keys: Vec<NixPublicKey> = atts.iter().map(|a| a.key.clone()).collect();
-        self.check_keys(&keys)
+    pub fn check_builders(&self, atts: &[Submitted]) -> Result<(), ApiError> {
+        self.check_keys(atts.iter().map(|s| &s.attestation.key))
     }
 
     /// The allow-list (403) and per-key rates (429) for the keys of a
     /// submission's statements, in order.
-    pub fn check_keys(&self, keys: &[NixPublicKey]) -> Result<(), ApiError> {
+    pub fn check_keys<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a NixPublicKey> + Clone,
+    ) -> Result<(), ApiError> {
         if !self.limits.allowed.is_empty() {
             if let Some((i, k)) = keys
-                .iter()
+                .clone()
                 .enumerate()
-                .find(|(_, k)| !self.limits.allowed.contains(k))
+                .find(|(_, k)| !self.limits.allowed.contains(*k))
             {
                 return Err(ApiError::Forbidden(format!(
                     "entry {i}: builder key {k} is not on this log's allow-list"
                 )));
             }
         }
-        let mut per_key: HashMap<String, f64> = HashMap::new();
+        // Counted by key first: a submission is mostly one builder's, and
+        // the bucket's name (the key's text) is written once per key.
+        let mut per_key: HashMap<&NixPublicKey, f64> = HashMap::new();
         for k in keys {
-            *per_key.entry(k.to_string()).or_default() += 1.0;
+            *per_key.entry(k).or_default() += 1.0;
         }
         for (key, n) in per_key {
+            let key = key.to_string();
             if !self.builders.take(key.clone(), n) {
                 return Err(ApiError::RateLimited {
                     reason: format!(

@@ -339,7 +339,7 @@ async fn submit_transition(
 ) -> Result<Response, ApiError> {
     sequence_body(st, peer, q, headers, body, |st, bytes| {
         let t = crate::verify::transition(bytes)?;
-        st.admission.check_keys(std::slice::from_ref(&t.signer))?;
+        st.admission.check_keys(std::iter::once(&t.signer))?;
         Ok(vec![t])
     })
     .await

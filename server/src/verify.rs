@@ -8,7 +8,7 @@
 //! one by one (`vouch_spec::batch`), so the log accepts exactly what
 //! clients accept.
 
-use vouch_spec::attestation::{Attestation, LoggedEntry, References, HEADER};
+use vouch_spec::attestation::{LoggedEntry, References, Submitted, HEADER};
 use vouch_spec::batch::{first_invalid, Item};
 
 use crate::error::ApiError;
@@ -38,7 +38,7 @@ fn split_attestations(body: &[u8]) -> Result<Vec<&[u8]>, ApiError> {
 }
 
 /// Parses every attestation of a body (at most `max` of them, 413 beyond).
-pub fn parse(body: &[u8], max: usize) -> Result<Vec<Attestation>, ApiError> {
+pub fn parse(body: &[u8], max: usize) -> Result<Vec<Submitted<'_>>, ApiError> {
     let parts = split_attestations(body)?;
     if parts.len() > max {
         return Err(ApiError::TooLarge(format!(
@@ -50,7 +50,7 @@ pub fn parse(body: &[u8], max: usize) -> Result<Vec<Attestation>, ApiError> {
         .iter()
         .enumerate()
         .map(|(i, part)| {
-            Attestation::parse(part)
+            Submitted::parse(part)
                 .map_err(|e| ApiError::BadRequest(format!("attestation {i}: {e}")))
         })
         .collect()
@@ -58,10 +58,10 @@ pub fn parse(body: &[u8], max: usize) -> Result<Vec<Attestation>, ApiError> {
 
 /// Verifies every builder signature (403 naming the first bad one) and
 /// turns the attestations into entries for the sequencer.
-pub fn verify(atts: Vec<Attestation>) -> Result<Vec<Prepared>, ApiError> {
-    let fingerprints: Vec<String> = atts.iter().map(|a| a.fingerprint()).collect();
-    let items: Vec<Item> = atts
-        .iter()
+pub fn verify(subs: Vec<Submitted>) -> Result<Vec<Prepared>, ApiError> {
+    let atts = || subs.iter().map(|s| &s.attestation);
+    let fingerprints: Vec<String> = atts().map(|a| a.fingerprint()).collect();
+    let items: Vec<Item> = atts()
         .zip(&fingerprints)
         .map(|(a, f)| Item {
             msg: f.as_bytes(),
@@ -72,19 +72,19 @@ pub fn verify(atts: Vec<Attestation>) -> Result<Vec<Prepared>, ApiError> {
     if let Some(i) = first_invalid(&items) {
         return Err(ApiError::Forbidden(format!(
             "attestation {i} ({}): signature by builder key {} does not verify over the fingerprint",
-            atts[i].path, atts[i].key
+            subs[i].attestation.path, subs[i].attestation.key
         )));
     }
-    Ok(atts
+    Ok(subs
         .into_iter()
-        .map(|a| {
+        .map(|s| {
             let mut hash_part = [0u8; 32];
-            hash_part.copy_from_slice(a.path.hash_part().as_bytes());
+            hash_part.copy_from_slice(s.attestation.path.hash_part().as_bytes());
             let LoggedEntry {
                 entry,
                 bytes,
                 digested,
-            } = a.into_entry();
+            } = s.into_entry();
             // A digest-form entry's reference list, served by its digest.
             let references = match entry.references {
                 References::Inline(_) => None,

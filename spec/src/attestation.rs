@@ -163,6 +163,49 @@ fn sorted_unique(mut refs: Vec<StorePath>) -> Vec<StorePath> {
     refs
 }
 
+/// An attestation with the text it was parsed from: [`Attestation::parse`]
+/// accepts only canonical text, so that text is the attestation's
+/// encoding, and the entry of one with inline references is that text
+/// again, reused rather than written a second time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted<'a> {
+    /// The parsed attestation.
+    pub attestation: Attestation,
+    /// `attestation.encode()`, as submitted.
+    text: &'a [u8],
+}
+
+impl<'a> Submitted<'a> {
+    /// Parses one attestation of a submission (see [`Attestation::parse`]).
+    pub fn parse(text: &'a [u8]) -> Result<Submitted<'a>, AttestationError> {
+        let attestation = Attestation::parse(text)?;
+        Ok(Submitted { attestation, text })
+    }
+
+    /// [`Attestation::into_entry`], copying the submitted text where the
+    /// inline entry fits instead of encoding it again.
+    pub fn into_entry(self) -> LoggedEntry {
+        if self.text.len() > MAX_ENTRY_LEN {
+            return self.attestation.into_entry();
+        }
+        debug_assert_eq!(self.attestation.encode(), self.text);
+        let a = self.attestation;
+        LoggedEntry {
+            entry: Entry {
+                path: a.path,
+                nar_hash: a.nar_hash,
+                nar_size: a.nar_size,
+                references: References::Inline(a.references),
+                deriver: a.deriver,
+                key: a.key,
+                sig: a.sig,
+            },
+            bytes: self.text.to_vec(),
+            digested: Vec::new(),
+        }
+    }
+}
+
 /// An attestation made into its log entry by [`Attestation::into_entry`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedEntry {
@@ -316,6 +359,8 @@ impl Attestation {
     }
 
     /// Parses the submission text (inline references only, up to 4 MiB).
+    /// Only the canonical text is accepted: `parse(t)?.encode() == t`
+    /// (asserted by the `attestation` fuzz target).
     pub fn parse(data: &[u8]) -> Result<Attestation, AttestationError> {
         let e = parse_lines(data, MAX_ATTESTATION_LEN)?;
         let References::Inline(references) = e.references else {
@@ -749,6 +794,8 @@ mod tests {
         let logged = a.clone().into_entry();
         assert_eq!((&logged.entry, &logged.bytes), (&e, &bytes));
         assert_eq!(logged.digested, a.references);
+        let text = a.encode();
+        assert_eq!(Submitted::parse(&text).unwrap().into_entry(), logged);
     }
 
     #[test]
@@ -762,6 +809,8 @@ mod tests {
         assert_eq!(logged.bytes, a.to_entry().encode());
         assert!(matches!(logged.entry.references, References::Inline(_)));
         assert!(logged.digested.is_empty());
+        let text = a.encode();
+        assert_eq!(Submitted::parse(&text).unwrap().into_entry(), logged);
     }
 
     /// §3.2's encoding written the plain way, line by line.
