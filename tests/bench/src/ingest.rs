@@ -56,6 +56,15 @@ pub struct Report {
     pub server_cpu_cores: f64,
     /// The log's peak RSS so far, bytes.
     pub server_peak_rss: u64,
+    /// This load generator's CPU seconds per wall second during the run
+    /// (it shares the machine with the log; signing before the clock
+    /// starts is not counted).
+    #[serde(default)]
+    pub client_cpu_cores: f64,
+    /// The whole machine's busy CPU seconds per wall second during the
+    /// run (at most the number of cores).
+    #[serde(default)]
+    pub machine_busy_cores: f64,
     /// Seconds spent signing before the clock started.
     pub presign_secs: f64,
 }
@@ -144,6 +153,7 @@ pub fn run(keys: &[NixSecretKey], o: &Opts) -> anyhow::Result<Report> {
     let receivers: Vec<_> = (0..o.connections).map(|_| rx.clone()).collect();
     drop(rx);
     let cpu0 = o.pid.and_then(sys::cpu_secs);
+    let (own0, busy0) = (sys::cpu_secs(std::process::id()), sys::machine_busy_secs());
     let start = Instant::now();
     let results: Vec<anyhow::Result<Submitter>> = std::thread::scope(|s| {
         let handles: Vec<_> = receivers
@@ -197,10 +207,13 @@ pub fn run(keys: &[NixSecretKey], o: &Opts) -> anyhow::Result<Report> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let covered = start.elapsed().as_secs_f64();
-    let cpu = match (cpu0, o.pid.and_then(sys::cpu_secs)) {
+    let per_sec = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => (b - a) / covered,
         _ => 0.0,
     };
+    let cpu = per_sec(cpu0, o.pid.and_then(sys::cpu_secs));
+    let client = per_sec(own0, sys::cpu_secs(std::process::id()));
+    let machine = per_sec(busy0, sys::machine_busy_secs());
     Ok(Report {
         entries: o.entries,
         acked_per_sec: o.entries as f64 / acked,
@@ -212,6 +225,8 @@ pub fn run(keys: &[NixSecretKey], o: &Opts) -> anyhow::Result<Report> {
         raw_entry_bytes: raw,
         server_cpu_cores: cpu,
         server_peak_rss: o.pid.and_then(sys::peak_rss).unwrap_or(0),
+        client_cpu_cores: client,
+        machine_busy_cores: machine,
         presign_secs,
     })
 }
