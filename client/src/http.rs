@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+use vouch_spec::refused::Refused;
 
 /// Timeouts and identity of the client.
 #[derive(Clone, Debug)]
@@ -90,6 +91,9 @@ pub enum HttpError {
         reason: String,
         /// `Retry-After` in seconds, when given.
         retry_after: Option<u64>,
+        /// `Vouch-Refused`: the statement of a submission the log refused
+        /// (`spec/PROTOCOL.md` §5.1), when given and well formed.
+        refused: Option<Refused>,
     },
     /// TLS failed.
     #[error("{url}: {problem}")]
@@ -186,6 +190,14 @@ impl HttpError {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The statement of a submission the log refused (`Vouch-Refused`).
+    pub fn refused(&self) -> Option<Refused> {
+        match self {
+            HttpError::Status { refused, .. } => *refused,
+            _ => None,
         }
     }
 
@@ -593,6 +605,11 @@ fn check_status(
         .get("Retry-After")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
+    let refused = resp
+        .headers()
+        .get(vouch_spec::refused::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Refused::parse);
     let mut text = Vec::new();
     let _ = resp
         .into_body()
@@ -611,6 +628,7 @@ fn check_status(
         status,
         reason: first_line(&text),
         retry_after,
+        refused,
     })
 }
 
@@ -825,6 +843,7 @@ mod tests {
             status: 503,
             reason: first_line("\n<html>\nno checkpoint has met the witness quorum yet\n"),
             retry_after: Some(5),
+            refused: None,
         };
         assert_eq!(
             e.to_string(),

@@ -16,6 +16,7 @@ use axum::body::{Body, Bytes};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vouch_spec::attestation::Submitted;
 use vouch_spec::nix::NixPublicKey;
+use vouch_spec::refused::Why;
 
 use vouch::ratelimit::{rate_key, Buckets};
 
@@ -147,9 +148,11 @@ impl Admission {
                 .enumerate()
                 .find(|(_, k)| !self.limits.allowed.contains(*k))
             {
-                return Err(ApiError::Forbidden(format!(
-                    "entry {i}: builder key {k} is not on this log's allow-list"
-                )));
+                return Err(ApiError::statement(
+                    i,
+                    Why::NotAllowed,
+                    format!("entry {i}: builder key {k} is not on this log's allow-list"),
+                ));
             }
         }
         // Counted by key first: a submission is mostly one builder's, and

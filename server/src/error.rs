@@ -9,6 +9,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use vouch_spec::refused::{Refused, Why};
+
 use crate::sequencer::QueueError;
 use crate::store::StoreError;
 
@@ -18,9 +20,16 @@ pub enum ApiError {
     /// 400: malformed request.
     #[error("{0}")]
     BadRequest(String),
-    /// 403: a signature does not verify, or a key is not allowed.
-    #[error("{0}")]
-    Forbidden(String),
+    /// 400 (malformed) or 403 (anything else) naming one statement of a
+    /// submission, also in the `Vouch-Refused` header (§5.1), so that a
+    /// submitter can drop it and resend the rest without reading `reason`.
+    #[error("{reason}")]
+    Refused {
+        /// Which statement, and why.
+        refused: Refused,
+        /// The same for people.
+        reason: String,
+    },
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
@@ -63,11 +72,22 @@ impl ApiError {
         }
     }
 
+    /// Statement `position` of a submission refused for `why`.
+    pub fn statement(position: usize, why: Why, reason: String) -> ApiError {
+        ApiError::Refused {
+            refused: Refused { position, why },
+            reason,
+        }
+    }
+
     /// The status it is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Refused { refused, .. } => match refused.why {
+                Why::Malformed => StatusCode::BAD_REQUEST,
+                Why::Signature | Why::NotAllowed | Why::Retired => StatusCode::FORBIDDEN,
+            },
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -95,7 +115,9 @@ impl ApiError {
     pub fn refused(e: crate::sequencer::Refusal) -> ApiError {
         match e {
             crate::sequencer::Refusal::Store(e) => ApiError::not_logged(e),
-            r @ crate::sequencer::Refusal::Retired { .. } => ApiError::Forbidden(r.to_string()),
+            r @ crate::sequencer::Refusal::Retired { position, .. } => {
+                ApiError::statement(position, Why::Retired, r.to_string())
+            }
         }
     }
 
@@ -166,6 +188,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry = self.retry_after();
+        let refused = match &self {
+            ApiError::Refused { refused, .. } => HeaderValue::from_str(&refused.to_string()).ok(),
+            _ => None,
+        };
         let mut r = (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -175,6 +201,12 @@ impl IntoResponse for ApiError {
         if let Some(s) = retry {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(v) = refused {
+            r.headers_mut().insert(
+                header::HeaderName::from_static(vouch_spec::refused::HEADER),
+                v,
+            );
         }
         r
     }
@@ -194,10 +226,22 @@ mod tests {
                 "wait=2",
             ),
             (
-                ApiError::Forbidden("not allowed".into()),
+                ApiError::statement(1, Why::NotAllowed, "entry 1: not allowed".into()),
                 403,
                 None,
                 "not allowed",
+            ),
+            (
+                ApiError::statement(2, Why::Malformed, "attestation 2: bad".into()),
+                400,
+                None,
+                "attestation 2",
+            ),
+            (
+                ApiError::statement(0, Why::Retired, "entry 0 (attestation): retired".into()),
+                403,
+                None,
+                "retired",
             ),
             (
                 ApiError::NotFound("tile/9/000 is beyond".into()),
@@ -284,6 +328,15 @@ mod tests {
                 r.headers().get(header::CONTENT_TYPE).unwrap(),
                 "text/plain; charset=utf-8"
             );
+            let named = r
+                .headers()
+                .get(vouch_spec::refused::HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Refused::parse);
+            match &e {
+                ApiError::Refused { refused, .. } => assert_eq!(named, Some(*refused), "{e}"),
+                _ => assert_eq!(named, None, "{e}"),
+            }
         }
     }
 

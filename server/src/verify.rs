@@ -10,6 +10,7 @@
 
 use vouch_spec::attestation::{LoggedEntry, References, Submitted, HEADER};
 use vouch_spec::batch::{first_invalid, Item};
+use vouch_spec::refused::Why;
 
 use crate::error::ApiError;
 use crate::sequencer::{Indexed, Prepared};
@@ -50,8 +51,9 @@ pub fn parse(body: &[u8], max: usize) -> Result<Vec<Submitted<'_>>, ApiError> {
         .iter()
         .enumerate()
         .map(|(i, part)| {
-            Submitted::parse(part)
-                .map_err(|e| ApiError::BadRequest(format!("attestation {i}: {e}")))
+            Submitted::parse(part).map_err(|e| {
+                ApiError::statement(i, Why::Malformed, format!("attestation {i}: {e}"))
+            })
         })
         .collect()
 }
@@ -70,10 +72,14 @@ pub fn verify(subs: Vec<Submitted>) -> Result<Vec<Prepared>, ApiError> {
         })
         .collect();
     if let Some(i) = first_invalid(&items) {
-        return Err(ApiError::Forbidden(format!(
-            "attestation {i} ({}): signature by builder key {} does not verify over the fingerprint",
-            subs[i].attestation.path, subs[i].attestation.key
-        )));
+        return Err(ApiError::statement(
+            i,
+            Why::Signature,
+            format!(
+                "attestation {i} ({}): signature by builder key {} does not verify over the fingerprint",
+                subs[i].attestation.path, subs[i].attestation.key
+            ),
+        ));
     }
     Ok(subs
         .into_iter()
@@ -111,10 +117,10 @@ pub fn verify(subs: Vec<Submitted>) -> Result<Vec<Prepared>, ApiError> {
 /// Parses and verifies one transition statement (§3.6, §5.7): 400 if it
 /// does not decode canonically, 403 unless every key it names signed it.
 pub fn transition(body: &[u8]) -> Result<Prepared, ApiError> {
-    let t =
-        Transition::decode(body).map_err(|e| ApiError::BadRequest(format!("transition: {e}")))?;
+    let t = Transition::decode(body)
+        .map_err(|e| ApiError::statement(0, Why::Malformed, format!("transition: {e}")))?;
     t.verify()
-        .map_err(|e| ApiError::Forbidden(format!("transition: {e}")))?;
+        .map_err(|e| ApiError::statement(0, Why::Signature, format!("transition: {e}")))?;
     let mut keys = vec![t.old.key().to_bytes()];
     keys.extend(t.successor().map(|k| k.key().to_bytes()));
     let bytes = t.encode();

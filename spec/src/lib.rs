@@ -23,6 +23,7 @@
 //! | [`transition`] | the key transition entry: retirement and handover (§3.6) |
 //! | [`batch`] | many Ed25519 signatures verified at once, as strictly as one by one |
 //! | [`tracker`] | whether a checkpoint extends the one a party kept (§7 step 4, tlog-witness), forks as evidence |
+//! | [`refused`] | the `Vouch-Refused` header: which statement of a submission was refused, and why (§5.1) |
 //! | [`accept`] | the client acceptance rule (§7) as one function: the decision with every reason |
 //!
 //! Everything is implemented here from the specifications, on `sha2`,
@@ -56,6 +57,7 @@ pub mod mirror;
 pub mod nix;
 pub mod note;
 pub mod policy;
+pub mod refused;
 pub mod subtree;
 pub mod tile;
 pub mod tlog_proof;

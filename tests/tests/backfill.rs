@@ -93,3 +93,48 @@ fn a_cache_that_is_down_leaves_everything_to_do_and_the_rerun_does_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An attestation the log refuses for good (a narinfo whose signature does
+/// not verify) is named by the log's `Vouch-Refused` header; backfill drops
+/// it, logs the rest of its batch, counts it, and exits successfully.
+#[test]
+fn a_refused_attestation_is_dropped_and_the_rest_of_its_batch_logged() {
+    let dir = temp_dir("backfill-refused");
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mut list = String::new();
+    for i in 0..5u64 {
+        let a = attestation(&builder(1), 200 + i, 0);
+        let mut n = narinfo_of(&a);
+        // Path 202 carries the signature of another NAR hash.
+        let sig = if i == 2 {
+            attestation(&builder(1), 200 + i, 1).nix_signature()
+        } else {
+            a.nix_signature()
+        };
+        n.sigs.push(sig);
+        std::fs::write(
+            cache.join(format!("{}.narinfo", a.path.hash_part())),
+            n.to_text(),
+        )
+        .unwrap();
+        list.push_str(&format!("{}\n", a.path));
+    }
+    std::fs::write(dir.join("paths"), &list).unwrap();
+    let log = Log::start("");
+    let out = backfill(&format!("file://{}", cache.display()), &log, &dir);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("4 attestations submitted") && stdout.contains("1 bad signatures"),
+        "{stdout}"
+    );
+    assert_eq!(
+        vouch_tests::checkpoint_size(&log.get("/checkpoint").1),
+        Some(4)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -26,6 +26,7 @@ use vouch::http::{HttpClient, HttpError};
 use vouch::log_client::{FetchError, LogClient};
 use vouch_spec::attestation::Attestation;
 use vouch_spec::nix::{NarInfo, NixPublicKey};
+use vouch_spec::refused::Why;
 
 use super::progress::Progress;
 
@@ -231,25 +232,6 @@ fn fetch_chunk(s: &Settings, pace: &Pace, hashes: &[Option<String>]) -> Vec<Fetc
         .collect()
 }
 
-/// Why the log refused one attestation of a batch for good, from its 403
-/// reason: `attestation N (…): signature … does not verify` or `entry N
-/// (attestation): builder key … was retired …`.
-fn refused_one(reason: &str) -> Option<(usize, bool)> {
-    let (n, rest) = reason
-        .strip_prefix("attestation ")
-        .map(|r| (r, false))
-        .or_else(|| reason.strip_prefix("entry ").map(|r| (r, true)))?;
-    let digits: String = n.chars().take_while(char::is_ascii_digit).collect();
-    let i = digits.parse().ok()?;
-    if !rest && n.contains("does not verify") {
-        return Some((i, false));
-    }
-    if rest && n.contains("was retired") {
-        return Some((i, true));
-    }
-    None
-}
-
 /// What submitting a chunk's batches refused for good.
 #[derive(Default)]
 struct Refusals {
@@ -276,21 +258,21 @@ fn submit_batch(s: &Settings, batch: &[Attestation]) -> Result<Refusals, Backfil
                 std::thread::sleep(Duration::from_secs(wait));
                 backoff = (backoff * 2).min(60);
             }
-            Err(FetchError::Http(HttpError::Status {
-                status: 403,
-                reason,
-                ..
-            })) if refused_one(&reason).is_some_and(|(i, _)| i < batch.len()) => {
-                let Some((i, retired)) = refused_one(&reason) else {
-                    continue;
-                };
-                tracing::warn!(path = %batch[i].path, %reason, "refused by the log; not logged");
-                if retired {
+            // The log names the attestation it refused for good in its
+            // `Vouch-Refused` header (§5.1): drop it, send the rest again.
+            Err(FetchError::Http(h))
+                if h.refused().is_some_and(|r| {
+                    r.position < batch.len() && matches!(r.why, Why::Signature | Why::Retired)
+                }) =>
+            {
+                let Some(r) = h.refused() else { continue };
+                tracing::warn!(path = %batch[r.position].path, reason = %h, "refused by the log; not logged");
+                if r.why == Why::Retired {
                     refused.retired += 1;
                 } else {
                     refused.bad_signatures += 1;
                 }
-                batch.remove(i);
+                batch.remove(r.position);
             }
             Err(e) => return Err(BackfillError::Refused(e)),
         }
@@ -466,23 +448,6 @@ mod tests {
             Some("71z0irc81f1wmhlqhcxmb0h9y78nfkns")
         );
         assert_eq!(hash_part("hello"), None);
-    }
-
-    #[test]
-    fn the_logs_refusals_name_the_attestation() {
-        assert_eq!(
-            refused_one("attestation 3 (/nix/store/x): signature by builder key k does not verify over the fingerprint"),
-            Some((3, false))
-        );
-        assert_eq!(
-            refused_one("entry 12 (attestation): builder key k was retired by its transition at index 5; the log appends nothing it signs from there on"),
-            Some((12, true))
-        );
-        assert_eq!(
-            refused_one("entry 0: builder key k is not on this log's allow-list"),
-            None
-        );
-        assert_eq!(refused_one("attestation x"), None);
     }
 
     #[test]

@@ -65,14 +65,11 @@ fn send(log: &LogClient, files: &[PathBuf]) -> std::io::Result<Outcome> {
         Err(FetchError::Http(HttpError::Status {
             status: code @ (400 | 403 | 413),
             reason,
+            refused,
             ..
         })) => {
-            // "attestation N: …" names the culprit.
-            let bad = reason
-                .strip_prefix("attestation ")
-                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|i| *i < files.len());
+            // The log's `Vouch-Refused` header names the culprit (§5.1).
+            let bad = refused.map(|r| r.position).filter(|i| *i < files.len());
             Outcome::Refused(code, reason, bad)
         }
         Err(e) => {
