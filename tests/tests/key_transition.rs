@@ -12,6 +12,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use vouch_spec::attestation::Attestation;
+use vouch_spec::nix::NixSecretKey;
 use vouch_spec::note::Ed25519Signer;
 use vouch_spec::transition::Transition;
 use vouch_tests::nixtool::{
@@ -277,6 +278,15 @@ fn a_monitor_reports_a_lying_log_that_appends_after_a_cutoff() {
         vouch_tests::attestation(&new, 2, 0).to_entry().encode(),
         vouch_tests::attestation(&old, 3, 0).to_entry().encode(),
         Transition::handover(&old, &builder(35)).encode(),
+        // The stolen old key under another name: the same Ed25519 key,
+        // so past the same cutoff.
+        vouch_tests::attestation(
+            &NixSecretKey::from_seed("stolen.example-1", &[33; 32]).unwrap(),
+            4,
+            0,
+        )
+        .to_entry()
+        .encode(),
     ];
     let tiles = dir.join("log");
     vouch_tests::static_log::write(&tiles, &signer, &entries);
@@ -299,12 +309,20 @@ fn a_monitor_reports_a_lying_log_that_appends_after_a_cutoff() {
         .iter()
         .filter(|r| r["kind"] == "retired_key_used")
         .collect();
-    assert_eq!(used.len(), 2, "{reports:?}");
+    assert_eq!(used.len(), 3, "{reports:?}");
     assert_eq!(used[0]["index"], 4);
     assert_eq!(used[0]["cutoff"], 2);
     assert_eq!(used[0]["what"], "attestation");
     assert_eq!(used[1]["index"], 5);
     assert_eq!(used[1]["what"], "transition");
+    assert_eq!(
+        (&used[2]["index"], &used[2]["cutoff"]),
+        (&6.into(), &2.into())
+    );
+    assert!(used[2]["key"]
+        .as_str()
+        .unwrap()
+        .starts_with("stolen.example-1:"));
     assert!(reports
         .iter()
         .any(|r| r["kind"] == "transition" && r["index"] == 2));
@@ -323,6 +341,7 @@ fn a_monitor_reports_a_lying_log_that_appends_after_a_cutoff() {
     let v: Value = serde_json::from_slice(&rep.stdout).unwrap();
     assert_eq!(v["transitions"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["transitions"][0]["new"], new.public().to_string());
-    assert_eq!(v["violations"].as_array().unwrap().len(), 2, "{v}");
+    // All three, the one under the other name included.
+    assert_eq!(v["violations"].as_array().unwrap().len(), 3, "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }

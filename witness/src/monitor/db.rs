@@ -14,14 +14,19 @@
 //! `a<key>\0<index>` what a builder attested (its CT-style record) ·
 //! `q<seen><index>` a watched attestation awaiting confirmation ·
 //! `d<base name>` a disagreement · `h<hour>` attestations read that hour ·
-//! `r<id>` a finding already reported · `t<key>` a key's first transition
-//! (its cutoff, §3.6) · `T<index>` every transition · `v<index>` an entry
-//! by a key at or after its cutoff (a log that appended what it must not).
+//! `r<id>` a finding already reported · `u<32 key bytes>` a key's first
+//! transition (its cutoff, §3.6), by the Ed25519 key alone, since a Nix
+//! key's name is not part of what it signs: a stolen key signing under
+//! another name is the same key · `T<index>` every transition ·
+//! `v<index>` an entry by a key at or after its cutoff (a log that
+//! appended what it must not). Databases written before kept cutoffs
+//! under `t<name:base64>`; [`MonitorDb::open`] moves them.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use vouch_spec::nix::NixPublicKey;
 
 /// Why the monitor's database failed.
 #[derive(Debug, thiserror::Error)]
@@ -253,9 +258,11 @@ impl MonitorDb {
         // Bounded memory: small write buffers, whatever the log's size.
         opts.set_write_buffer_size(32 << 20);
         opts.set_max_write_buffer_number(2);
-        Ok(MonitorDb {
+        let db = MonitorDb {
             db: rocksdb::DB::open(&opts, dir)?,
-        })
+        };
+        db.migrate_cutoffs()?;
+        Ok(db)
     }
 
     /// Opens an existing database read-only (for reports while a monitor
@@ -438,8 +445,52 @@ impl MonitorDb {
     }
 
     /// A key's first transition (its cutoff), if it has one.
-    pub fn cutoff(&self, key: &str) -> Result<Option<TransitionRecord>, DbError> {
-        self.get(&self::key(b't', key.as_bytes()))
+    pub fn cutoff(&self, key: &[u8; 32]) -> Result<Option<TransitionRecord>, DbError> {
+        self.get(&self::key(b'u', key))
+    }
+
+    /// Moves cutoffs kept under the old `t<name:base64>` keys to
+    /// `u<key bytes>` (the first by index wins, as it did), in one batch.
+    fn migrate_cutoffs(&self) -> Result<(), DbError> {
+        let old: Vec<(Vec<u8>, TransitionRecord)> = self
+            .db
+            .prefix_iterator([b't'])
+            .map_while(|item| match item {
+                Ok((k, v)) if k.first() == Some(&b't') => Some(Ok((k, v))),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.to_vec(), decode(&k, &v)?))
+            })
+            .collect::<Result<_, DbError>>()?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        let mut firsts: HashMap<[u8; 32], TransitionRecord> = HashMap::new();
+        let mut batch = rocksdb::WriteBatch::default();
+        for (k, t) in old {
+            batch.delete(&k);
+            let Ok(pk) = NixPublicKey::parse(&t.old) else {
+                continue; // not a key: nothing to cut off
+            };
+            let bytes = pk.key().to_bytes();
+            match firsts.get(&bytes) {
+                Some(f) if f.index <= t.index => {}
+                _ => {
+                    firsts.insert(bytes, t);
+                }
+            }
+        }
+        for (bytes, t) in firsts {
+            if self.cutoff(&bytes)?.is_none() {
+                batch.put(key(b'u', &bytes), encode(&t));
+            }
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        Ok(self.db.write_opt(batch, &wo)?)
     }
 
     /// Whether a finding was reported before.
@@ -504,7 +555,7 @@ pub struct Step<'a> {
     keys: HashMap<String, KeyStats>,
     hours: HashMap<u64, u64>,
     /// Cutoffs read or set in this step (`None`: the key has none).
-    cutoffs: HashMap<String, Option<TransitionRecord>>,
+    cutoffs: HashMap<[u8; 32], Option<TransitionRecord>>,
     batch: rocksdb::WriteBatch,
     reported: Vec<String>,
 }
@@ -628,22 +679,28 @@ impl Step<'_> {
         Ok(Some(copy))
     }
 
-    /// A key's cutoff, as of this step.
-    pub fn cutoff(&mut self, key: &str) -> Result<Option<TransitionRecord>, DbError> {
+    /// The cutoff of an Ed25519 key (whatever name it signs under), as of
+    /// this step.
+    pub fn cutoff(&mut self, key: &[u8; 32]) -> Result<Option<TransitionRecord>, DbError> {
         if let Some(c) = self.cutoffs.get(key) {
             return Ok(c.clone());
         }
         let c = self.db.cutoff(key)?;
-        self.cutoffs.insert(key.to_string(), c.clone());
+        self.cutoffs.insert(*key, c.clone());
         Ok(c)
     }
 
-    /// Applies a valid transition: it becomes its old key's cutoff unless
-    /// the key has one already (then it is a violation, returned as such).
-    pub fn transition(&mut self, t: TransitionRecord) -> Result<Option<Violation>, DbError> {
+    /// Applies a valid transition whose old key is `old` (its Ed25519
+    /// bytes): it becomes that key's cutoff unless the key has one already
+    /// (then it is a violation, returned as such).
+    pub fn transition(
+        &mut self,
+        old: &[u8; 32],
+        t: TransitionRecord,
+    ) -> Result<Option<Violation>, DbError> {
         self.batch
             .put(key(b'T', &t.index.to_be_bytes()), encode(&t));
-        if let Some(first) = self.cutoff(&t.old)? {
+        if let Some(first) = self.cutoff(old)? {
             let v = Violation {
                 index: t.index,
                 key: t.old.clone(),
@@ -655,8 +712,8 @@ impl Step<'_> {
             self.violation(&v);
             return Ok(Some(v));
         }
-        self.batch.put(key(b't', t.old.as_bytes()), encode(&t));
-        self.cutoffs.insert(t.old.clone(), Some(t));
+        self.batch.put(key(b'u', old), encode(&t));
+        self.cutoffs.insert(*old, Some(t));
         Ok(None)
     }
 
@@ -690,6 +747,55 @@ fn distinct(rec: &PathRecord) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cutoffs_are_by_key_bytes_and_old_databases_move_theirs() {
+        let dir = std::env::temp_dir().join(format!("vouch-monitor-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let k = vouch_spec::nix::NixSecretKey::from_seed("farm-1", &[9; 32]).unwrap();
+        let renamed = vouch_spec::nix::NixSecretKey::from_seed("stolen-1", &[9; 32]).unwrap();
+        let bytes = k.public().key().to_bytes();
+        let rec = |index| TransitionRecord {
+            index,
+            old: k.public().to_string(),
+            new: None,
+            seen: 1,
+        };
+        {
+            // A database as an older monitor wrote it: two cutoff records
+            // under the key's text (the second a later, renamed record).
+            let db = MonitorDb::open(&dir).unwrap();
+            db.db
+                .put(
+                    key(b't', k.public().to_string().as_bytes()),
+                    encode(&rec(5)),
+                )
+                .unwrap();
+            let mut later = rec(9);
+            later.old = renamed.public().to_string();
+            db.db
+                .put(key(b't', later.old.as_bytes()), encode(&later))
+                .unwrap();
+        }
+        let db = MonitorDb::open(&dir).unwrap();
+        assert_eq!(db.cutoff(&bytes).unwrap().map(|t| t.index), Some(5));
+        assert!(db
+            .db
+            .prefix_iterator([b't'])
+            .flatten()
+            .all(|(k, _)| k[0] != b't'));
+        // A step finds it whatever name the key is used under, and a second
+        // transition by the same key is a violation.
+        let mut s = db.step();
+        assert_eq!(
+            s.cutoff(&renamed.public().key().to_bytes())
+                .unwrap()
+                .map(|t| t.index),
+            Some(5)
+        );
+        assert!(s.transition(&bytes, rec(12)).unwrap().is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn att(key: &str, hash: &str, index: u64) -> Att {
         Att {

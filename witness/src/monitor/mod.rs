@@ -528,7 +528,7 @@ impl Monitor {
                         new: t.successor().map(ToString::to_string),
                         seen,
                     };
-                    match step.transition(rec)? {
+                    match step.transition(&t.old.key().to_bytes(), rec)? {
                         Some(v) => {
                             sev = Severity(2);
                             self.counters.misbehaviour.inc();
@@ -546,7 +546,7 @@ impl Monitor {
                             k
                         }
                     };
-                    if let Some(cut) = step.cutoff(&key)? {
+                    if let Some(cut) = step.cutoff(&e.key.key().to_bytes())? {
                         if *index >= cut.index {
                             let v = Violation {
                                 index: *index,

@@ -4,6 +4,7 @@
 //! JSON; the web view renders them and serves the same JSON.
 
 use serde::Serialize;
+use vouch_spec::nix::NixPublicKey;
 use vouch_spec::note::Note;
 
 use super::db::{base_name, DbError, KeyStats, MonitorDb, PathRecord, TransitionRecord, Violation};
@@ -91,20 +92,25 @@ pub struct BuilderReport {
     pub violations: Vec<Violation>,
 }
 
-/// The transitions naming `key`, and its entries past its cutoff.
+/// The transitions naming `key`, and its entries past its cutoff: by its
+/// Ed25519 key, so the same key used under another name counts too (a
+/// transition retires the key, not the name).
 fn key_transitions(
     all: &[TransitionRecord],
     violations: &[Violation],
     key: &str,
 ) -> (Vec<TransitionRecord>, Vec<Violation>) {
+    let bytes = |k: &str| NixPublicKey::parse(k).ok().map(|k| k.key().to_bytes());
+    let want = bytes(key);
+    let same = |k: &str| k == key || (want.is_some() && bytes(k) == want);
     (
         all.iter()
-            .filter(|t| t.old == key || t.new.as_deref() == Some(key))
+            .filter(|t| same(&t.old) || t.new.as_deref().is_some_and(same))
             .cloned()
             .collect(),
         violations
             .iter()
-            .filter(|v| v.key == key)
+            .filter(|v| same(&v.key))
             .cloned()
             .collect(),
     )
