@@ -17,8 +17,11 @@
 //! partial so far), so serving one is a single read and a partial tile
 //! `.p/W` is a prefix of what is stored; a full tile's interior record is
 //! stored after its hashes in the same value. Entries are stored one per index
-//! (a lookup reads one, not a bundle of 256), and an entry bundle is a
-//! range scan over them.
+//! (a lookup reads one, not a bundle of 256) in their own column family
+//! ([`ENTRIES_CF`]: append-only keys that compaction never has to merge),
+//! and an entry bundle is a range scan over them. Stores created before
+//! that family keep their older entries in the default one, and still
+//! read; once opened by this version, earlier versions cannot open them.
 
 use std::path::Path;
 
@@ -281,6 +284,10 @@ pub struct RocksStore {
     /// The open database; after a failed write it is reopened in place
     /// (read-only while it cannot be opened for writing).
     db: std::sync::RwLock<Db>,
+    /// Entries written before they had their own column family may be in
+    /// the default one: true for stores created before it (no
+    /// [`LAYOUT_KEY`]), whose readers then look there too.
+    legacy_entries: bool,
 }
 
 struct Db {
@@ -306,6 +313,7 @@ fn poisoned() -> StoreError {
 fn options() -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Lz4);
     // Every commit is synced; the WAL is the durability mechanism.
@@ -333,16 +341,69 @@ fn options() -> rocksdb::Options {
     // copy, where pread (with readahead) took an eighth of the log's CPU
     // under lookups at 1e7 entries (BENCHMARKS.md).
     opts.set_allow_mmap_reads(true);
+    // Without the entries, 64 MiB of memtable holds three times as many
+    // (small, random) index keys, and inserting into that deeper skip list
+    // cost the sequencer more than the entries' separate family saved at
+    // small sizes; 16 MiB holds about as many keys as 64 MiB did with them.
+    opts.set_write_buffer_size(16 << 20);
     opts
+}
+
+/// The column family of the entries, apart from the indexes: entry keys
+/// only ever grow, so each flushed file lies beyond every older one and
+/// compaction moves it down the levels without rewriting it. Sharing a
+/// column family with the random-keyed indexes (leaf hashes, store paths)
+/// made every compaction rewrite the entries with them: a fifth of the
+/// log's CPU under ingest at 1e7 (BENCHMARKS.md).
+const ENTRIES_CF: &str = "entries";
+
+/// Present (value `2`) in stores created with [`ENTRIES_CF`]: all their
+/// entries are there.
+const LAYOUT_KEY: &[u8] = b"L";
+
+fn entries_options() -> rocksdb::Options {
+    let mut opts = rocksdb::Options::default();
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Every read is of an entry that exists: no Bloom filter.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+fn column_families() -> Vec<rocksdb::ColumnFamilyDescriptor> {
+    vec![
+        rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options()),
+        rocksdb::ColumnFamilyDescriptor::new(ENTRIES_CF, entries_options()),
+    ]
+}
+
+fn open_db(dir: &Path) -> Result<rocksdb::DB, StoreError> {
+    rocksdb::DB::open_cf_descriptors(&options(), dir, column_families()).map_err(db_err)
+}
+
+fn entries_cf(db: &rocksdb::DB) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(ENTRIES_CF)
+        .ok_or_else(|| StoreError::Corrupt(format!("column family {ENTRIES_CF} is missing")))
 }
 
 impl RocksStore {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
-        let db = rocksdb::DB::open(&options(), dir).map_err(db_err)?;
+        let db = open_db(dir)?;
+        let mut layout = db.get(LAYOUT_KEY).map_err(db_err)?;
+        if layout.is_none() && db.get(STATE_KEY).map_err(db_err)?.is_none() {
+            // A new store: every entry goes to its own column family.
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(true);
+            db.put_opt(LAYOUT_KEY, [2], &wo).map_err(db_err)?;
+            layout = Some(vec![2]);
+        }
         Ok(RocksStore {
             dir: dir.to_path_buf(),
             db: std::sync::RwLock::new(Db { db, writable: true }),
+            legacy_entries: layout.is_none(),
         })
     }
 
@@ -384,8 +445,10 @@ impl Store for RocksStore {
             }
             batch.put(tile_key(*l, *i), value);
         }
+        let g = self.db()?;
+        let entries = entries_cf(&g.db)?;
         for (i, data) in &c.entries {
-            batch.put(entry_key(*i), data);
+            batch.put_cf(entries, entry_key(*i), data);
         }
         for ((l, i), data) in interiors {
             batch.put(interior_key(l, i), data);
@@ -410,7 +473,6 @@ impl Store for RocksStore {
         }
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        let g = self.db()?;
         if !g.writable {
             return Err(StoreError::ReadOnly);
         }
@@ -500,18 +562,22 @@ impl Store for RocksStore {
         let mut g = self.db.write().map_err(|_| poisoned())?;
         // Release the old handle (and its LOCK file) before reopening: keep
         // a read-only handle in its place meanwhile so readers never miss.
-        let ro = rocksdb::DB::open_for_read_only(&options(), &self.dir, false).map_err(db_err)?;
+        let ro = rocksdb::DB::open_cf_descriptors_read_only(
+            &options(),
+            &self.dir,
+            column_families(),
+            false,
+        )
+        .map_err(db_err)?;
         *g = Db {
             db: ro,
             writable: false,
         };
-        match rocksdb::DB::open(&options(), &self.dir) {
-            Ok(db) => {
-                *g = Db { db, writable: true };
-                Ok(())
-            }
-            Err(e) => Err(db_err(e)),
-        }
+        *g = Db {
+            db: open_db(&self.dir)?,
+            writable: true,
+        };
+        Ok(())
     }
 }
 
@@ -581,32 +647,37 @@ impl Reads for RocksStore {
     }
 
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db()?
-            .db
-            .get_opt(entry_key(index), &answer_reads())
-            .map_err(db_err)
+        let g = self.db()?;
+        let found =
+            g.db.get_cf_opt(entries_cf(&g.db)?, entry_key(index), &answer_reads())
+                .map_err(db_err)?;
+        match found {
+            None if self.legacy_entries => {
+                g.db.get_opt(entry_key(index), &answer_reads())
+                    .map_err(db_err)
+            }
+            found => Ok(found),
+        }
     }
 
     fn entries(&self, start: u64, count: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(count);
-        let first = entry_key(start);
-        // Entry keys are shorter than the prefix extractor's domain.
-        let mut ro = rocksdb::ReadOptions::default();
-        ro.set_total_order_seek(true);
         let g = self.db()?;
-        let iter = g.db.iterator_opt(
-            rocksdb::IteratorMode::From(&first, rocksdb::Direction::Forward),
-            ro,
-        );
-        for (k, item) in (start..).zip(iter) {
-            if out.len() == count {
+        let cf = entries_cf(&g.db)?;
+        // A legacy store has its older entries in the default column
+        // family and the newer ones in their own: a range may span both.
+        let (mut in_cf, mut misses) = (true, 0);
+        loop {
+            let at = start + out.len() as u64;
+            let got = scan_entries(&g.db, in_cf.then_some(cf), at, count - out.len(), &mut out)?;
+            if out.len() == count || !self.legacy_entries {
                 break;
             }
-            let (key, value) = item.map_err(db_err)?;
-            if *key != entry_key(k) {
-                break;
+            misses = if got == 0 { misses + 1 } else { 0 };
+            if misses == 2 {
+                break; // in neither: the log ends here
             }
-            out.push(value.to_vec());
+            in_cf = !in_cf;
         }
         Ok(out)
     }
@@ -622,6 +693,39 @@ impl Reads for RocksStore {
     fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db()?.db.get(refs_key(digest)).map_err(db_err)
     }
+}
+
+/// Appends up to `count` consecutive entries from `start` found in `cf`
+/// (the default column family for `None`) to `out`; how many.
+fn scan_entries(
+    db: &rocksdb::DB,
+    cf: Option<&rocksdb::ColumnFamily>,
+    start: u64,
+    count: usize,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<usize, StoreError> {
+    let first = entry_key(start);
+    // Entry keys are shorter than the default family's prefix extractor.
+    let mut ro = rocksdb::ReadOptions::default();
+    ro.set_total_order_seek(true);
+    let mode = rocksdb::IteratorMode::From(&first, rocksdb::Direction::Forward);
+    let iter = match cf {
+        Some(cf) => db.iterator_cf_opt(cf, ro, mode),
+        None => db.iterator_opt(mode, ro),
+    };
+    let mut n = 0;
+    for (k, item) in (start..).zip(iter) {
+        if n == count {
+            break;
+        }
+        let (key, value) = item.map_err(db_err)?;
+        if *key != entry_key(k) {
+            break;
+        }
+        out.push(value.to_vec());
+        n += 1;
+    }
+    Ok(n)
 }
 
 impl RocksStore {
@@ -704,6 +808,77 @@ mod tests {
             store.tile_with_interior(0, 5).unwrap(),
             Some((tile, Some(rec)))
         );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// New stores keep entries in their own column family; a store from
+    /// before it (entries in the default one, no layout record) reads its
+    /// old entries there, its new ones in the family, and ranges across.
+    #[test]
+    fn entries_have_their_column_family_and_older_stores_still_read() {
+        let dir = std::env::temp_dir().join(format!("vouch-store-cf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let entry = |i: u64| format!("entry {i}\n").into_bytes();
+        let commit = |store: &RocksStore, r: std::ops::Range<u64>| {
+            store
+                .commit(Commit {
+                    entries: r.map(|i| (i, entry(i))).collect(),
+                    ..Commit::default()
+                })
+                .unwrap()
+        };
+        let store = RocksStore::open(&dir).unwrap();
+        assert!(!store.legacy_entries);
+        commit(&store, 0..3);
+        {
+            let g = store.db().unwrap();
+            assert_eq!(
+                g.db.get(entry_key(1)).unwrap(),
+                None,
+                "not in the default family"
+            );
+        }
+        assert_eq!(store.entry(1).unwrap(), Some(entry(1)));
+        assert_eq!(
+            store.entries(0, 5).unwrap(),
+            (0..3).map(entry).collect::<Vec<_>>()
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // A store as earlier versions wrote it: entries 0..4 in the default
+        // family, a state record, no layout record.
+        {
+            let db = open_db(&dir).unwrap();
+            for i in 0..4 {
+                db.put(entry_key(i), entry(i)).unwrap();
+            }
+            db.put(STATE_KEY, b"s").unwrap();
+        }
+        let store = RocksStore::open(&dir).unwrap();
+        assert!(store.legacy_entries);
+        commit(&store, 4..7);
+        for i in 0..7 {
+            assert_eq!(store.entry(i).unwrap(), Some(entry(i)), "entry {i}");
+        }
+        assert_eq!(store.entry(7).unwrap(), None);
+        assert_eq!(
+            store.entries(2, 4).unwrap(),
+            (2..6).map(entry).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            store.entries(0, 10).unwrap(),
+            (0..7).map(entry).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            store.entries(5, 10).unwrap(),
+            (5..7).map(entry).collect::<Vec<_>>()
+        );
+        assert!(store.entries(9, 3).unwrap().is_empty());
+        // Reopening (as after a failed write) keeps both.
+        store.reopen().unwrap();
+        assert_eq!(store.entries(0, 10).unwrap().len(), 7);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
