@@ -18,7 +18,7 @@
 //! `.p/W` is a prefix of what is stored; a full tile's interior record is
 //! stored after its hashes in the same value. Entries are stored one per index
 //! (a lookup reads one, not a bundle of 256) in their own column family
-//! ([`ENTRIES_CF`]: append-only keys that compaction never has to merge),
+//! (`entries`: append-only keys that compaction never has to merge),
 //! and an entry bundle is a range scan over them. Stores created before
 //! that family keep their older entries in the default one, and still
 //! read; once opened by this version, earlier versions cannot open them.
