@@ -360,7 +360,8 @@ impl Attestation {
 
     /// Parses the submission text (inline references only, up to 4 MiB).
     /// Only the canonical text is accepted: `parse(t)?.encode() == t`
-    /// (asserted by the `attestation` fuzz target).
+    /// (each field is checked for its one spelling, and the whole is
+    /// encoded again and compared before it is returned).
     pub fn parse(data: &[u8]) -> Result<Attestation, AttestationError> {
         let e = parse_lines(data, MAX_ATTESTATION_LEN)?;
         let References::Inline(references) = e.references else {
@@ -548,6 +549,40 @@ fn push_decimal(mut n: u64, out: &mut String) {
     }
 }
 
+/// The lines of an entry, taken in order by their expected prefixes.
+struct Lines<'a> {
+    rest: std::iter::Peekable<std::str::Split<'a, char>>,
+    /// Lines taken so far: the 1-based number of the last one taken.
+    taken: usize,
+}
+
+impl<'a> Lines<'a> {
+    /// The rest of the next line after `prefix`, taking it, if it has
+    /// that prefix.
+    fn take(&mut self, prefix: &str) -> Option<&'a str> {
+        let line: &'a str = self.rest.peek()?;
+        let v = line.strip_prefix(prefix)?;
+        self.rest.next();
+        self.taken += 1;
+        Some(v)
+    }
+
+    /// [`Lines::take`] for a line that must be there: its number and rest.
+    fn field(
+        &mut self,
+        prefix: &str,
+        expected: &'static str,
+    ) -> Result<(usize, &'a str), AttestationError> {
+        match self.take(prefix) {
+            Some(v) => Ok((self.taken, v)),
+            None => Err(AttestationError::Line {
+                line: self.taken + 1,
+                expected,
+            }),
+        }
+    }
+}
+
 fn parse_lines(data: &[u8], max: usize) -> Result<Entry, AttestationError> {
     if data.len() > max {
         return Err(AttestationError::TooLarge {
@@ -559,33 +594,25 @@ fn parse_lines(data: &[u8], max: usize) -> Result<Entry, AttestationError> {
     if !text.ends_with('\n') || text.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f) {
         return Err(AttestationError::NotText);
     }
-    let lines: Vec<&str> = text[..text.len() - 1].split('\n').collect();
-    let mut i = 0usize;
-    let mut field =
-        |prefix: &'static str, expected: &'static str| -> Result<(usize, &str), AttestationError> {
-            let n = i + 1;
-            let v = lines
-                .get(i)
-                .and_then(|l| l.strip_prefix(prefix))
-                .ok_or(AttestationError::Line { line: n, expected })?;
-            i += 1;
-            Ok((n, v))
-        };
-    let (n, h) = field("", HEADER)?;
+    let mut lines = Lines {
+        rest: text[..text.len() - 1].split('\n').peekable(),
+        taken: 0,
+    };
+    let (n, h) = lines.field("", HEADER)?;
     if h != HEADER {
         return Err(AttestationError::Line {
             line: n,
             expected: HEADER,
         });
     }
-    let (n, p) = field("path ", "path <store path>")?;
+    let (n, p) = lines.field("path ", "path <store path>")?;
     let path = StorePath::parse(p).map_err(|err| AttestationError::Path { line: n, err })?;
-    let (n, h) = field("nar-hash ", "nar-hash sha256:<nix32>")?;
+    let (n, h) = lines.field("nar-hash ", "nar-hash sha256:<nix32>")?;
     let nar_hash = parse_sha256("nar-hash", h).map_err(|_| AttestationError::Line {
         line: n,
         expected: "nar-hash sha256:<nix32>",
     })?;
-    let (n, s) = field("nar-size ", "nar-size <decimal>")?;
+    let (n, s) = lines.field("nar-size ", "nar-size <decimal>")?;
     let nar_size = parse_decimal(s)
         .filter(|s| *s > 0)
         .ok_or(AttestationError::Line {
@@ -596,15 +623,11 @@ fn parse_lines(data: &[u8], max: usize) -> Result<Entry, AttestationError> {
     let in_store = |line: usize, base: &str| {
         StorePath::from_base(dir, base).map_err(|err| AttestationError::Path { line, err })
     };
-    let references = if let Some(d) = lines
-        .get(i)
-        .and_then(|l| l.strip_prefix("references-sha256 "))
-    {
-        i += 1;
+    let references = if let Some(d) = lines.take("references-sha256 ") {
         let raw = hex::decode(d)
             .filter(|r| r.len() == 32)
             .ok_or(AttestationError::Line {
-                line: i,
+                line: lines.taken,
                 expected: "references-sha256 <64 lowercase hex digits>",
             })?;
         let mut h = [0u8; 32];
@@ -612,50 +635,27 @@ fn parse_lines(data: &[u8], max: usize) -> Result<Entry, AttestationError> {
         References::Digest(h)
     } else {
         let mut refs: Vec<StorePath> = Vec::new();
-        while let Some(b) = lines.get(i).and_then(|l| l.strip_prefix("reference ")) {
-            i += 1;
-            let r = in_store(i, b)?;
+        while let Some(b) = lines.take("reference ") {
+            let r = in_store(lines.taken, b)?;
             if refs.last().is_some_and(|last| last.base() >= r.base()) {
-                return Err(AttestationError::ReferenceOrder(i));
+                return Err(AttestationError::ReferenceOrder(lines.taken));
             }
             refs.push(r);
         }
         References::Inline(refs)
     };
-    let deriver = match lines.get(i).and_then(|l| l.strip_prefix("deriver ")) {
-        Some(b) => {
-            i += 1;
-            Some(in_store(i, b)?)
-        }
+    let deriver = match lines.take("deriver ") {
+        Some(b) => Some(in_store(lines.taken, b)?),
         None => None,
     };
-    let k = lines
-        .get(i)
-        .and_then(|l| l.strip_prefix("key "))
-        .ok_or(AttestationError::Line {
-            line: i + 1,
-            expected: "key <name>:<base64 public key>",
-        })?;
-    i += 1;
-    let key = NixPublicKey::parse(k).map_err(|err| AttestationError::Key { line: i, err })?;
-    let s = lines
-        .get(i)
-        .and_then(|l| l.strip_prefix("sig "))
-        .ok_or(AttestationError::Line {
-            line: i + 1,
-            expected: "sig <base64 Ed25519 signature>",
-        })?;
-    i += 1;
-    let raw = b64::decode(s)
-        .ok()
-        .filter(|r| r.len() == 64)
-        .ok_or(AttestationError::Line {
-            line: i,
-            expected: "sig <base64 of 64 bytes>",
-        })?;
-    let mut sig = [0u8; 64];
-    sig.copy_from_slice(&raw);
-    if i != lines.len() {
+    let (n, k) = lines.field("key ", "key <name>:<base64 public key>")?;
+    let key = NixPublicKey::parse(k).map_err(|err| AttestationError::Key { line: n, err })?;
+    let (n, s) = lines.field("sig ", "sig <base64 Ed25519 signature>")?;
+    let sig = b64::decode_array::<64>(s).ok_or(AttestationError::Line {
+        line: n,
+        expected: "sig <base64 of 64 bytes>",
+    })?;
+    if lines.rest.peek().is_some() {
         return Err(AttestationError::Trailing);
     }
     let entry = Entry {
@@ -796,6 +796,77 @@ mod tests {
         assert_eq!(logged.digested, a.references);
         let text = a.encode();
         assert_eq!(Submitted::parse(&text).unwrap().into_entry(), logged);
+    }
+
+    /// Errors name the line at fault (1-based) and what was expected there.
+    #[test]
+    fn errors_name_their_line() {
+        let n = NarInfo::parse(HELLO.as_bytes()).unwrap();
+        let good = String::from_utf8(Attestation::from_narinfo(&n, &builder1()).unwrap().encode())
+            .unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+        assert_eq!(
+            lines.len(),
+            8,
+            "header path nar-hash nar-size reference deriver key sig"
+        );
+        let with = |i: usize, line: Option<&str>| {
+            let mut l: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+            match line {
+                Some(x) => l[i - 1] = x.to_string(),
+                None => {
+                    l.remove(i - 1);
+                }
+            }
+            Attestation::parse(format!("{}\n", l.join("\n")).as_bytes()).unwrap_err()
+        };
+        let line_of = |e: AttestationError| match e {
+            AttestationError::Line { line, .. }
+            | AttestationError::Path { line, .. }
+            | AttestationError::Key { line, .. } => Some(line),
+            AttestationError::ReferenceOrder(line) => Some(line),
+            _ => None,
+        };
+        assert_eq!(line_of(with(4, None)), Some(4), "nar-size missing");
+        assert!(matches!(
+            with(4, None),
+            AttestationError::Line {
+                expected: "nar-size <decimal>",
+                ..
+            }
+        ));
+        assert!(matches!(
+            with(5, Some("reference xyz")),
+            AttestationError::Path { line: 5, .. }
+        ));
+        assert!(matches!(
+            with(6, Some(lines[4])),
+            AttestationError::ReferenceOrder(6)
+        ));
+        assert!(matches!(
+            with(6, Some("deriver x")),
+            AttestationError::Path { line: 6, .. }
+        ));
+        assert!(matches!(
+            with(7, None),
+            AttestationError::Line { line: 7, .. }
+        ));
+        assert!(matches!(
+            with(7, Some("key k:AAAA")),
+            AttestationError::Key { line: 7, .. }
+        ));
+        assert!(matches!(
+            with(8, Some("sig AAAA")),
+            AttestationError::Line {
+                line: 8,
+                expected: "sig <base64 of 64 bytes>"
+            }
+        ));
+        let trailing = format!("{good}extra\n");
+        assert_eq!(
+            Attestation::parse(trailing.as_bytes()),
+            Err(AttestationError::Trailing)
+        );
     }
 
     #[test]

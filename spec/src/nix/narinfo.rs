@@ -92,12 +92,11 @@ pub fn parse_sha256(key: &'static str, v: &str) -> Result<[u8; 32], NarInfoError
             key,
             why: format!("{v:?} is not sha256:<nix32>"),
         })?;
-    let raw = nix32::decode(digits, 32).map_err(|e| NarInfoError::Value {
+    let mut out = [0u8; 32];
+    nix32::decode_into(digits, &mut out).map_err(|e| NarInfoError::Value {
         key,
         why: e.to_string(),
     })?;
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&raw);
     Ok(out)
 }
 

@@ -89,6 +89,14 @@ fn digit_value(c: u8) -> Option<u8> {
 /// Decodes nix32 into exactly `n` bytes, rejecting wrong lengths, foreign
 /// digits and non-zero padding bits (so every value has one spelling).
 pub fn decode(text: &str, n: usize) -> Result<Vec<u8>, Nix32Error> {
+    let mut out = vec![0u8; n];
+    decode_into(text, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`] into `out` (its length is `n`), which must be zeroed.
+pub fn decode_into(text: &str, out: &mut [u8]) -> Result<(), Nix32Error> {
+    let n = out.len();
     let want = encoded_len(n);
     if text.len() != want {
         return Err(Nix32Error::Length {
@@ -97,7 +105,6 @@ pub fn decode(text: &str, n: usize) -> Result<Vec<u8>, Nix32Error> {
             want,
         });
     }
-    let mut out = vec![0u8; n];
     for (k, &c) in text.as_bytes().iter().rev().enumerate() {
         let d = digit_value(c).ok_or_else(|| Nix32Error::Digit {
             text: text.to_string(),
@@ -113,7 +120,7 @@ pub fn decode(text: &str, n: usize) -> Result<Vec<u8>, Nix32Error> {
             return Err(Nix32Error::Padding(text.to_string()));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
