@@ -344,3 +344,35 @@ fn a_mirror_refuses_a_fork_and_bad_uploads_and_resumes_after_sigkill() {
     vouch_tests::go_verify_log(&copy, &vkey, 700);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The mirror's submission endpoints are rate-limited per client like the
+/// witness's: a client over its burst gets 429 with `Retry-After`, before
+/// the mirror reads its body, and its reads are not limited.
+#[test]
+fn a_mirror_rate_limits_uploads_per_client() {
+    let mirror = Witness::start_mirror(
+        "mirror.vouch.test/m3",
+        &format!(
+            "rate_limit_per_second = 0.001\nrate_limit_burst = 2.0\n[[log]]\norigin = \"{ORIGIN}\"\nvkeys = [\"{}\"]\n",
+            Ed25519Signer::from_seed(ORIGIN, &[5; 32]).unwrap().verifier().vkey()
+        ),
+    );
+    // Two bad uploads within the burst are read and refused for what they
+    // are; the third is refused for the rate.
+    for _ in 0..2 {
+        let (s, _) = add_entries(&mirror, b"not an upload", false);
+        assert_eq!(s, 400);
+    }
+    let r = ureq::post(&format!("{}/add-entries", mirror.url))
+        .set("Connection", "close")
+        .send_bytes(b"not an upload");
+    let Err(ureq::Error::Status(429, resp)) = r else {
+        panic!("want 429, got {r:?}");
+    };
+    assert_eq!(resp.header("Retry-After"), Some("1"));
+    let (s, _) = vouch_tests::response(
+        ureq::post(&format!("{}/add-checkpoint", mirror.url)).send_bytes(b"x"),
+    );
+    assert_eq!(s, 429, "add-checkpoint shares the client's budget");
+    assert!(metric(&mirror, "vouch_mirror_entries_total") == 0);
+}

@@ -51,7 +51,8 @@ pub struct Config {
     /// `X-Forwarded-For` headers name the client; ignored from anyone else.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
-    /// `add-checkpoint` requests per second per client address (0: off; 429).
+    /// `add-checkpoint` (and a mirror's `add-entries`) requests per second
+    /// per client address (0: off; 429).
     #[serde(default)]
     pub rate_limit_per_second: f64,
     /// Burst above that rate.

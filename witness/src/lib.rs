@@ -310,6 +310,33 @@ impl Front {
     }
 }
 
+impl Front {
+    /// The 429 answer (with `Retry-After`) when the client this request
+    /// comes from (through trusted proxies) is over its rate; `None` to go on.
+    pub fn over_rate(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<Response> {
+        let client = vouch::client_addr::client_addr(peer, headers, &self.trusted_proxies);
+        if self.rates.take(vouch::ratelimit::rate_key(client), 1.0) {
+            return None;
+        }
+        let mut r = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "rate limit of {} requests/s for {client} exceeded\n",
+                self.rate_per_second
+            ),
+        );
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        Some(r)
+    }
+}
+
 impl Default for Front {
     fn default() -> Front {
         Front::new(Default::default(), 0.0, 1.0)
@@ -325,19 +352,7 @@ async fn add_checkpoint(
     body: axum::body::Body,
 ) -> Response {
     use vouch::serve::BodyError;
-    let client = vouch::client_addr::client_addr(peer.ip(), &headers, &front.trusted_proxies);
-    if !front.rates.take(vouch::ratelimit::rate_key(client), 1.0) {
-        let mut r = text(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "rate limit of {} requests/s for {client} exceeded\n",
-                front.rate_per_second
-            ),
-        );
-        r.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
+    if let Some(r) = front.over_rate(peer.ip(), &headers) {
         return r;
     }
     let body = match vouch::serve::read_body(body, MAX_BODY_BYTES, BODY_TIMEOUT, |_| true).await {

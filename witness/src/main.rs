@@ -162,6 +162,17 @@ fn load_config(
     Ok(cfg)
 }
 
+/// The trusted proxies and per-client rate of `add-checkpoint` (and the
+/// mirror's `add-entries`) from the shared configuration.
+fn front_of(cfg: &Config) -> anyhow::Result<vouch_witness::Front> {
+    Ok(vouch_witness::Front::new(
+        vouch::client_addr::TrustedProxies::parse(&cfg.trusted_proxies)
+            .map_err(anyhow::Error::msg)?,
+        cfg.rate_limit_per_second,
+        cfg.rate_limit_burst,
+    ))
+}
+
 /// Serves `router` on the configured address with the configured
 /// connection limits until SIGTERM or SIGINT.
 fn serve(cfg: &Config, what: &str, router: axum::Router) -> anyhow::Result<i32> {
@@ -213,12 +224,7 @@ fn run() -> anyhow::Result<i32> {
             key,
         } => {
             let cfg = load_config(&config, listen, key)?;
-            let front = vouch_witness::Front::new(
-                vouch::client_addr::TrustedProxies::parse(&cfg.trusted_proxies)
-                    .map_err(anyhow::Error::msg)?,
-                cfg.rate_limit_per_second,
-                cfg.rate_limit_burst,
-            );
+            let front = front_of(&cfg)?;
             let signer = vouch_witness::load_key(&cfg.key_file)?;
             let w = Arc::new(Witness::new(signer, &cfg.data_dir, &cfg.logs)?);
             println!("{}", w.vkey());
@@ -267,8 +273,13 @@ fn run() -> anyhow::Result<i32> {
             std::thread::Builder::new()
                 .name("follow".into())
                 .spawn(move || mirror::follow::run(m2, http, interval, metrics))?;
-            let router =
-                mirror::http::router(m, registry, &cfg.submission_prefix, &cfg.monitoring_prefix);
+            let router = mirror::http::router(
+                m,
+                registry,
+                front_of(&cfg)?,
+                &cfg.submission_prefix,
+                &cfg.monitoring_prefix,
+            );
             serve(&cfg, "mirror", router)
         }
         Command::Monitor {

@@ -29,7 +29,12 @@ pub const ENTRIES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-type St = State<(Arc<Mirror>, Arc<vouch::metrics::Registry>)>;
+type St = State<(
+    Arc<Mirror>,
+    Arc<vouch::metrics::Registry>,
+    Arc<crate::Front>,
+)>;
+type Peer = axum::extract::ConnectInfo<std::net::SocketAddr>;
 
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -50,7 +55,15 @@ async fn body_bytes(body: axum::body::Body, max: usize) -> Result<Vec<u8>, Respo
         })
 }
 
-async fn add_checkpoint(State((m, _)): St, body: axum::body::Body) -> Response {
+async fn add_checkpoint(
+    State((m, _, front)): St,
+    peer: Peer,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    if let Some(r) = front.over_rate(peer.0.ip(), &headers) {
+        return r;
+    }
     let body = match body_bytes(body, crate::MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -105,8 +118,16 @@ fn decoded(headers: &HeaderMap, body: Vec<u8>) -> Result<Vec<u8>, (StatusCode, S
     }
 }
 
-async fn add_entries(State((m, _)): St, headers: HeaderMap, body: axum::body::Body) -> Response {
-    let mut r = add_entries_inner(m, headers, body).await;
+async fn add_entries(
+    State((m, _, front)): St,
+    peer: Peer,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let mut r = match front.over_rate(peer.0.ip(), &headers) {
+        Some(r) => r,
+        None => add_entries_inner(m, headers, body).await,
+    };
     r.headers_mut()
         .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     r
@@ -148,7 +169,7 @@ async fn add_entries_inner(m: Arc<Mirror>, headers: HeaderMap, body: axum::body:
     }
 }
 
-async fn read(State((m, _)): St, UrlPath((hash, path)): UrlPath<(String, String)>) -> Response {
+async fn read(State((m, _, _)): St, UrlPath((hash, path)): UrlPath<(String, String)>) -> Response {
     let Some(log) = m.by_hash(&hash).cloned() else {
         return text(
             StatusCode::NOT_FOUND,
@@ -195,14 +216,17 @@ async fn read(State((m, _)): St, UrlPath((hash, path)): UrlPath<(String, String)
     }
 }
 
-async fn metrics(State((_, r)): St) -> Response {
+async fn metrics(State((_, r, _)): St) -> Response {
     vouch::metrics::response(&r)
 }
 
 /// The mirror's routes.
+/// The mirror's routes; `front` rate-limits `add-checkpoint` and
+/// `add-entries` per client address, as the witness does.
 pub fn router(
     m: Arc<Mirror>,
     registry: vouch::metrics::Registry,
+    front: crate::Front,
     submission_prefix: &str,
     monitoring_prefix: &str,
 ) -> Router {
@@ -213,5 +237,5 @@ pub fn router(
         .route(&format!("{sub}/add-entries"), post(add_entries))
         .route(&format!("{mon}/{{hash}}/{{*path}}"), get(read))
         .route("/metrics", get(metrics))
-        .with_state((m, Arc::new(registry)))
+        .with_state((m, Arc::new(registry), Arc::new(front)))
 }
