@@ -22,16 +22,24 @@ fn backfill(cache: &str, log: &Log, dir: &std::path::Path) -> Output {
         .unwrap()
 }
 
-#[test]
-fn a_cache_that_is_down_leaves_everything_to_do_and_the_rerun_does_it() {
-    let dir = temp_dir("backfill-down");
+/// A directory holding a binary cache of paths `first..first + 5`, each
+/// narinfo signed by builder 1 (path `forged` with the signature of
+/// another NAR hash), and the list of their paths, `paths`: (dir, cache).
+fn cache_of_five(
+    name: &str,
+    first: u64,
+    forged: Option<u64>,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir(name);
     let cache = dir.join("cache");
     std::fs::create_dir_all(&cache).unwrap();
     let mut list = String::new();
-    for i in 0..5u64 {
-        let a = attestation(&builder(1), 100 + i, 0);
+    for i in first..first + 5 {
+        let a = attestation(&builder(1), i, 0);
         let mut n = narinfo_of(&a);
-        n.sigs.push(a.nix_signature());
+        let variant = if forged == Some(i) { 1 } else { 0 };
+        n.sigs
+            .push(attestation(&builder(1), i, variant).nix_signature());
         std::fs::write(
             cache.join(format!("{}.narinfo", a.path.hash_part())),
             n.to_text(),
@@ -40,6 +48,12 @@ fn a_cache_that_is_down_leaves_everything_to_do_and_the_rerun_does_it() {
         list.push_str(&format!("{}\n", a.path));
     }
     std::fs::write(dir.join("paths"), &list).unwrap();
+    (dir, cache)
+}
+
+#[test]
+fn a_cache_that_is_down_leaves_everything_to_do_and_the_rerun_does_it() {
+    let (dir, cache) = cache_of_five("backfill-down", 100, None);
     let log = Log::start("");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -99,28 +113,8 @@ fn a_cache_that_is_down_leaves_everything_to_do_and_the_rerun_does_it() {
 /// it, logs the rest of its batch, counts it, and exits successfully.
 #[test]
 fn a_refused_attestation_is_dropped_and_the_rest_of_its_batch_logged() {
-    let dir = temp_dir("backfill-refused");
-    let cache = dir.join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    let mut list = String::new();
-    for i in 0..5u64 {
-        let a = attestation(&builder(1), 200 + i, 0);
-        let mut n = narinfo_of(&a);
-        // Path 202 carries the signature of another NAR hash.
-        let sig = if i == 2 {
-            attestation(&builder(1), 200 + i, 1).nix_signature()
-        } else {
-            a.nix_signature()
-        };
-        n.sigs.push(sig);
-        std::fs::write(
-            cache.join(format!("{}.narinfo", a.path.hash_part())),
-            n.to_text(),
-        )
-        .unwrap();
-        list.push_str(&format!("{}\n", a.path));
-    }
-    std::fs::write(dir.join("paths"), &list).unwrap();
+    // Path 202 carries the signature of another NAR hash.
+    let (dir, cache) = cache_of_five("backfill-refused", 200, Some(202));
     let log = Log::start("");
     let out = backfill(&format!("file://{}", cache.display()), &log, &dir);
     let (stdout, stderr) = (
