@@ -372,15 +372,20 @@ fn entries_options() -> rocksdb::Options {
     opts
 }
 
-fn column_families() -> Vec<rocksdb::ColumnFamilyDescriptor> {
-    vec![
-        rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options()),
+/// The database's options (which are also the default family's) and
+/// both families, built once per opening.
+fn column_families() -> (rocksdb::Options, Vec<rocksdb::ColumnFamilyDescriptor>) {
+    let opts = options();
+    let cfs = vec![
+        rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
         rocksdb::ColumnFamilyDescriptor::new(ENTRIES_CF, entries_options()),
-    ]
+    ];
+    (opts, cfs)
 }
 
 fn open_db(dir: &Path) -> Result<rocksdb::DB, StoreError> {
-    rocksdb::DB::open_cf_descriptors(&options(), dir, column_families()).map_err(db_err)
+    let (opts, cfs) = column_families();
+    rocksdb::DB::open_cf_descriptors(&opts, dir, cfs).map_err(db_err)
 }
 
 fn entries_cf(db: &rocksdb::DB) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -562,13 +567,9 @@ impl Store for RocksStore {
         let mut g = self.db.write().map_err(|_| poisoned())?;
         // Release the old handle (and its LOCK file) before reopening: keep
         // a read-only handle in its place meanwhile so readers never miss.
-        let ro = rocksdb::DB::open_cf_descriptors_read_only(
-            &options(),
-            &self.dir,
-            column_families(),
-            false,
-        )
-        .map_err(db_err)?;
+        let (opts, cfs) = column_families();
+        let ro = rocksdb::DB::open_cf_descriptors_read_only(&opts, &self.dir, cfs, false)
+            .map_err(db_err)?;
         *g = Db {
             db: ro,
             writable: false,

@@ -19,6 +19,8 @@
 //! `references-sha256 <hex>` line committing to the fingerprint's reference
 //! field; the full list travels with the submission and the narinfo.
 
+use std::fmt::Write;
+
 use crate::b64;
 use crate::bundle;
 use crate::hash::{leaf_hash, sha256, Hash};
@@ -189,17 +191,8 @@ impl<'a> Submitted<'a> {
             return self.attestation.into_entry();
         }
         debug_assert_eq!(self.attestation.encode(), self.text);
-        let a = self.attestation;
         LoggedEntry {
-            entry: Entry {
-                path: a.path,
-                nar_hash: a.nar_hash,
-                nar_size: a.nar_size,
-                references: References::Inline(a.references),
-                deriver: a.deriver,
-                key: a.key,
-                sig: a.sig,
-            },
+            entry: self.attestation.into_inline_entry(),
             bytes: self.text.to_vec(),
             digested: Vec::new(),
         }
@@ -313,15 +306,7 @@ impl Attestation {
     /// [`Attestation::to_entry`] without copying, with the entry's
     /// canonical encoding computed once (the log needs both).
     pub fn into_entry(self) -> LoggedEntry {
-        let inline = Entry {
-            path: self.path,
-            nar_hash: self.nar_hash,
-            nar_size: self.nar_size,
-            references: References::Inline(self.references),
-            deriver: self.deriver,
-            key: self.key,
-            sig: self.sig,
-        };
+        let inline = self.into_inline_entry();
         let bytes = inline.encode();
         if bytes.len() <= MAX_ENTRY_LEN {
             return LoggedEntry {
@@ -342,6 +327,19 @@ impl Attestation {
             bytes: entry.encode(),
             entry,
             digested: refs,
+        }
+    }
+
+    /// The entry with every reference inline, whatever its length.
+    fn into_inline_entry(self) -> Entry {
+        Entry {
+            path: self.path,
+            nar_hash: self.nar_hash,
+            nar_size: self.nar_size,
+            references: References::Inline(self.references),
+            deriver: self.deriver,
+            key: self.key,
+            sig: self.sig,
         }
     }
 
@@ -501,9 +499,8 @@ fn encode_lines(
     path.push_full(&mut s);
     s.push_str("\nnar-hash sha256:");
     nix32::push(nar_hash, &mut s);
-    s.push_str("\nnar-size ");
-    push_decimal(nar_size, &mut s);
-    s.push('\n');
+    // Writing to a String cannot fail.
+    let _ = write!(s, "\nnar-size {nar_size}\n");
     match references {
         References::Inline(refs) => {
             for r in refs {
@@ -530,23 +527,6 @@ fn encode_lines(
     s.push('\n');
     debug_assert!(s.len() <= len, "capacity estimate too small");
     s.into_bytes()
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(mut n: u64, out: &mut String) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
 }
 
 /// The lines of an entry, taken in order by their expected prefixes.

@@ -452,26 +452,15 @@ impl MonitorDb {
     /// Moves cutoffs kept under the old `t<name:base64>` keys to
     /// `u<key bytes>` (the first by index wins, as it did), in one batch.
     fn migrate_cutoffs(&self) -> Result<(), DbError> {
-        let old: Vec<(Vec<u8>, TransitionRecord)> = self
-            .db
-            .prefix_iterator([b't'])
-            .map_while(|item| match item {
-                Ok((k, v)) if k.first() == Some(&b't') => Some(Ok((k, v))),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.to_vec(), decode(&k, &v)?))
-            })
-            .collect::<Result<_, DbError>>()?;
+        // Each was written under `t` and its own `old` text.
+        let old: Vec<TransitionRecord> = self.scan(b't', b"", usize::MAX)?;
         if old.is_empty() {
             return Ok(());
         }
         let mut firsts: HashMap<[u8; 32], TransitionRecord> = HashMap::new();
         let mut batch = rocksdb::WriteBatch::default();
-        for (k, t) in old {
-            batch.delete(&k);
+        for t in old {
+            batch.delete(key(b't', t.old.as_bytes()));
             let Ok(pk) = NixPublicKey::parse(&t.old) else {
                 continue; // not a key: nothing to cut off
             };
