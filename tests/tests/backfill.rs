@@ -132,3 +132,68 @@ fn a_refused_attestation_is_dropped_and_the_rest_of_its_batch_logged() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The post-build sender delivers a spool in one batch; when the log
+/// refuses one attestation its `Vouch-Refused` header names it, so the
+/// sender moves that one to `rejected/` and sends the others together
+/// (without the header it had to resend them one request each).
+#[test]
+fn the_sender_rejects_the_named_attestation_and_sends_the_rest_at_once() {
+    let dir = temp_dir("spool-refused");
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    for i in 300..303u64 {
+        let mut a = attestation(&builder(1), i, 0);
+        if i == 301 {
+            // The signature of another NAR hash.
+            a.sig = attestation(&builder(1), i, 1).sig;
+        }
+        std::fs::write(
+            spool.join(format!("{}-b1.attestation", a.path.hash_part())),
+            a.encode(),
+        )
+        .unwrap();
+    }
+    let log = Log::start("");
+    let st = Command::new(binary("vouch"))
+        .args(["sender", "--once", "--log", &log.url, "--spool"])
+        .arg(&spool)
+        .env("VOUCH_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rejected: Vec<String> = std::fs::read_dir(spool.join("rejected"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let bad = attestation(&builder(1), 301, 0)
+        .path
+        .hash_part()
+        .to_string();
+    assert!(
+        rejected
+            .iter()
+            .any(|n| n.starts_with(&bad) && n.ends_with(".attestation")),
+        "{rejected:?}"
+    );
+    let reason =
+        std::fs::read_to_string(spool.join("rejected").join(format!("{bad}-b1.reason"))).unwrap();
+    assert!(reason.starts_with("HTTP 403: attestation "), "{reason}");
+    assert_eq!(
+        vouch_tests::checkpoint_size(&log.get("/checkpoint").1),
+        Some(2)
+    );
+    // The two good ones went in one request: one committed batch.
+    let metrics = String::from_utf8(log.get("/metrics").1).unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "vouch_log_batches_total 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("batches"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
