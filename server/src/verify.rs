@@ -5,8 +5,9 @@
 //! between parsing and verifying ([`crate::admission`]).
 //!
 //! Signatures are checked in one batch, as strictly as clients check them
-//! one by one (`vouch_spec::batch`), so the log accepts exactly what
-//! clients accept.
+//! one by one (`vouch_spec::batch`, which names the one exception: a
+//! builder's own crafted signature), so the log accepts what clients
+//! accept.
 
 use vouch_spec::attestation::{LoggedEntry, References, Submitted, HEADER};
 use vouch_spec::batch::{first_invalid, Item};

@@ -13,6 +13,15 @@ pub struct Ceilings {
     pub ed25519_verify: f64,
     /// `verify_batch` in batches of 256 (what the log does per request).
     pub ed25519_batch256: f64,
+    /// The log's own batch check (`vouch_spec::batch::first_invalid`,
+    /// each key's terms summed) on 256 signatures by 16 keys, as
+    /// `vouch-bench ingest` submits them. Ratios in BENCHMARKS.md stay
+    /// against `ed25519_batch256`, the ceiling issue 18 names.
+    #[serde(default)]
+    pub log_batch256_16keys: f64,
+    /// The same on 256 signatures by 256 keys (nothing to sum).
+    #[serde(default)]
+    pub log_batch256_256keys: f64,
     /// SHA-256 of 64-byte inputs.
     pub sha256_64b: f64,
     /// SHA-256 of 700-byte inputs (a typical entry's leaf hash).
@@ -65,6 +74,27 @@ pub fn measure(secs: f64) -> Ceilings {
             0
         }
     });
+    let log_batch = |distinct: usize| {
+        let sigs: Vec<Signature> = (0..256)
+            .map(|i| keys[i % distinct].sign(&msgs[i]))
+            .collect();
+        let items: Vec<vouch_spec::batch::Item> = (0..256)
+            .map(|i| vouch_spec::batch::Item {
+                msg: &msgs[i],
+                sig: sigs[i].to_bytes(),
+                key: vks[i % distinct],
+            })
+            .collect();
+        rate(secs, || {
+            if vouch_spec::batch::first_invalid(&items).is_none() {
+                256
+            } else {
+                0
+            }
+        })
+    };
+    let log_batch256_16keys = log_batch(16);
+    let log_batch256_256keys = log_batch(256);
     let block = [7u8; 64];
     let sha256_64b = rate(secs, || {
         for _ in 0..1000 {
@@ -82,6 +112,8 @@ pub fn measure(secs: f64) -> Ceilings {
     Ceilings {
         ed25519_verify,
         ed25519_batch256,
+        log_batch256_16keys,
+        log_batch256_256keys,
         sha256_64b,
         sha256_700b,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
