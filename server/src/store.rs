@@ -314,8 +314,13 @@ fn options() -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Lz4);
+    // The default family holds random hashes (leaf-hash and path index
+    // keys, hash tiles), which LZ4 cannot shrink much; compressing them
+    // cost compaction, the bulk of the log's background CPU at 1e7
+    // entries, and every read a decompression (BENCHMARKS.md, issue 18).
+    // The entries have their own family, compressed.
+    opts.set_compression_type(rocksdb::DBCompressionType::None);
+    opts.set_bottommost_compression_type(rocksdb::DBCompressionType::None);
     // Every commit is synced; the WAL is the durability mechanism.
     opts.set_manual_wal_flush(false);
     opts.increase_parallelism(2);
