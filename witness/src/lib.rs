@@ -308,9 +308,7 @@ impl Front {
             rates: vouch::ratelimit::Buckets::new(rate_per_second, burst),
         }
     }
-}
 
-impl Front {
     /// The 429 answer (with `Retry-After`) when the client this request
     /// comes from (through trusted proxies) is over its rate; `None` to go on.
     pub fn over_rate(

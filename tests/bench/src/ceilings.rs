@@ -11,7 +11,8 @@ use serde::Serialize;
 pub struct Ceilings {
     /// `verify_strict` one at a time.
     pub ed25519_verify: f64,
-    /// `verify_batch` in batches of 256 (what the log does per request).
+    /// `ed25519_dalek::verify_batch` in batches of 256 (a request's worth):
+    /// the ceiling issue 18's ratios are taken against.
     pub ed25519_batch256: f64,
     /// The log's own batch check (`vouch_spec::batch::first_invalid`,
     /// each key's terms summed) on 256 signatures by 16 keys, as

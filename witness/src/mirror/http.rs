@@ -220,7 +220,6 @@ async fn metrics(State((_, r, _)): St) -> Response {
     vouch::metrics::response(&r)
 }
 
-/// The mirror's routes.
 /// The mirror's routes; `front` rate-limits `add-checkpoint` and
 /// `add-entries` per client address, as the witness does.
 pub fn router(
