@@ -12,12 +12,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use vouch_spec::hash::Hash;
+use vouch_spec::hash::{Hash, HASH_LEN};
 use vouch_spec::merkle::{NodeId, NodeSource};
-use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT};
+use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT, TILE_WIDTH};
 
 use crate::interior::interior_offset;
-use crate::store::{decode_tile, read_hashes, Reads, StoreError};
+use crate::store::{read_hashes, Reads, StoreError};
 
 /// Tiles kept with all their nodes: full tiles above level 0, and the
 /// partial tiles at the edge (replaced as they grow).
@@ -92,11 +92,12 @@ impl TreeReader {
     }
 }
 
-/// A full level-0 tile read for one proof: its hashes and, if stored, its
-/// interior record.
+/// A full level-0 tile read for one proof: its bytes as stored (a proof
+/// needs at most 8 of its 256 hashes, so they are not decoded all) and, if
+/// stored, its interior record.
 struct Level0 {
     index: u64,
-    hashes: Vec<Hash>,
+    tile: Vec<u8>,
     interior: Option<Vec<u8>>,
 }
 
@@ -114,10 +115,15 @@ impl StoredNodes<'_> {
             let Some((tile, interior)) = self.reader.reads.tile_with_interior(0, index)? else {
                 return Ok(None);
             };
-            let hashes = decode_tile(0, index, &tile)?;
+            if tile.len() != TILE_WIDTH as usize * HASH_LEN {
+                return Err(StoreError::Corrupt(format!(
+                    "full tile 0/{index} is {} bytes",
+                    tile.len()
+                )));
+            }
             *memo = Some(Level0 {
                 index,
-                hashes,
+                tile,
                 interior,
             });
         }
@@ -131,7 +137,17 @@ impl StoredNodes<'_> {
                 return Ok(Some(Hash(h)));
             }
         }
-        Ok(tile_node(&m.hashes, row, pos))
+        // The hashes below the node, decoded alone: `tile_node` over them
+        // is the node at position 0 of the same row.
+        let span = 1usize << row;
+        let Some(bytes) = m
+            .tile
+            .get(pos * span * HASH_LEN..(pos + 1) * span * HASH_LEN)
+        else {
+            return Ok(None);
+        };
+        let below = vouch_spec::hash::split_hashes(bytes).unwrap_or_default();
+        Ok(tile_node(&below, row, 0))
     }
 }
 
