@@ -216,7 +216,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let log = log.trim_end_matches('/');
             let (mut rates, mut ceilings, mut p99) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut client, mut server) = (Vec::new(), Vec::new());
+            let (mut client, mut server, mut ceiling_server) = (Vec::new(), Vec::new(), Vec::new());
             let me = std::process::id();
             for _ in 0..reps.max(1) {
                 let (c0, s0, t0) = (
@@ -234,7 +234,11 @@ fn main() -> anyhow::Result<()> {
                 }
                 rates.push(r.per_sec);
                 p99.push(r.p99_ms);
+                let (s1, t1) = (pid.and_then(sys::cpu_secs), std::time::Instant::now());
                 ceilings.push(reads::http_ceiling(log, connections, secs)?);
+                if let (Some(a), Some(b)) = (s1, pid.and_then(sys::cpu_secs)) {
+                    ceiling_server.push((b - a) / t1.elapsed().as_secs_f64());
+                }
             }
             let lookups = sys::quantile(&mut rates.clone(), 0.5);
             let ceiling = sys::quantile(&mut ceilings.clone(), 0.5);
@@ -251,6 +255,7 @@ fn main() -> anyhow::Result<()> {
                     "ratio": lookups / ceiling,
                     "client_cpu_cores": client,
                     "log_cpu_cores": server,
+                    "ceiling_log_cpu_cores": ceiling_server,
                 }))?
             );
         }
