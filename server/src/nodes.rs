@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use vouch_spec::hash::{Hash, HASH_LEN};
 use vouch_spec::merkle::{NodeId, NodeSource};
-use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT, TILE_WIDTH};
+use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT};
 
 use crate::interior::interior_offset;
-use crate::store::{read_hashes, Reads, StoreError};
+use crate::store::{read_hashes, Reads, StoreError, FULL_TILE_BYTES};
 
 /// Tiles kept with all their nodes: full tiles above level 0, and the
 /// partial tiles at the edge (replaced as they grow).
@@ -93,7 +93,7 @@ impl TreeReader {
 }
 
 /// A full level-0 tile read for one proof: its bytes as stored (a proof
-/// needs at most 8 of its 256 hashes, so they are not decoded all) and, if
+/// needs at most 8 of its 256 hashes, so they are not all decoded) and, if
 /// stored, its interior record.
 struct Level0 {
     index: u64,
@@ -115,7 +115,7 @@ impl StoredNodes<'_> {
             let Some((tile, interior)) = self.reader.reads.tile_with_interior(0, index)? else {
                 return Ok(None);
             };
-            if tile.len() != TILE_WIDTH as usize * HASH_LEN {
+            if tile.len() != FULL_TILE_BYTES {
                 return Err(StoreError::Corrupt(format!(
                     "full tile 0/{index} is {} bytes",
                     tile.len()

@@ -610,7 +610,7 @@ fn answer_reads() -> rocksdb::ReadOptions {
 }
 
 /// A full hash tile's bytes (256 hashes).
-const FULL_TILE_BYTES: usize = vouch_spec::tile::TILE_WIDTH as usize * HASH_LEN;
+pub(crate) const FULL_TILE_BYTES: usize = vouch_spec::tile::TILE_WIDTH as usize * HASH_LEN;
 /// An interior record's bytes.
 const INTERIOR_BYTES: usize = crate::interior::INTERIOR_HASHES * HASH_LEN;
 
