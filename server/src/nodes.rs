@@ -5,8 +5,9 @@
 //! (every interior node of the tile, computed once). A node in a full
 //! level-0 tile, a random one per lookup, comes from that tile read once
 //! per proof: rows 4–7 from the interior record stored beside it, rows 0–3
-//! from at most 8 of its hashes ([`tile_node`]), so no proof hashes more
-//! than a handful of nodes. Both ways are `vouch_spec::tile`'s.
+//! from at most 8 of its hashes ([`tile_node`]), of which only the leaf's
+//! group of 16 is copied out of the store, so no proof hashes more than a
+//! handful of nodes. Both ways are `vouch_spec::tile`'s.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use vouch_spec::merkle::{NodeId, NodeSource};
 use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT};
 
 use crate::interior::interior_offset;
-use crate::store::{read_hashes, Reads, StoreError, FULL_TILE_BYTES};
+use crate::store::{read_hashes, Reads, StoreError, TilePart, FULL_TILE_BYTES};
 
 /// Tiles kept with all their nodes: full tiles above level 0, and the
 /// partial tiles at the edge (replaced as they grow).
@@ -92,13 +93,40 @@ impl TreeReader {
     }
 }
 
-/// A full level-0 tile read for one proof: its bytes as stored (a proof
-/// needs at most 8 of its 256 hashes, so they are not all decoded) and, if
+/// What a proof has read of a full level-0 tile: an aligned run of its
+/// hashes (a proof needs at most 8 of the 256, all in the leaf's group of
+/// [`GROUP_HASHES`], so the rest are neither copied nor decoded) and, if
 /// stored, its interior record.
 struct Level0 {
     index: u64,
-    tile: Vec<u8>,
-    interior: Option<Vec<u8>>,
+    part: TilePart,
+}
+
+/// The hashes below any node of rows 0–4 of a tile lie in one aligned
+/// group of this many, and so do all the row 0–3 nodes of an inclusion
+/// proof (the siblings on the leaf's path).
+const GROUP_HASHES: usize = 16;
+
+impl Level0 {
+    /// The node at `row`, `pos` from the interior record, if it has it.
+    fn interior_node(&self, row: u8, pos: usize) -> Option<Hash> {
+        let off = interior_offset(row, pos)?;
+        let b = self
+            .part
+            .interior
+            .as_ref()?
+            .get(off * HASH_LEN..(off + 1) * HASH_LEN)?;
+        let mut h = [0u8; HASH_LEN];
+        h.copy_from_slice(b);
+        Some(Hash(h))
+    }
+
+    /// The stored bytes in `want`, if this part holds them.
+    fn bytes(&self, want: &std::ops::Range<usize>) -> Option<&[u8]> {
+        let from = want.start.checked_sub(self.part.start)?;
+        let to = want.end.checked_sub(self.part.start)?;
+        self.part.bytes.get(from..to)
+    }
 }
 
 /// Tree nodes of the tree of one size, read from the store's tiles.
@@ -110,40 +138,45 @@ pub struct StoredNodes<'a> {
 
 impl StoredNodes<'_> {
     fn level0_node(&self, index: u64, row: u8, pos: usize) -> Result<Option<Hash>, StoreError> {
+        // The node's hashes below it in the tile, as bytes.
+        let span = (1usize << row) * HASH_LEN;
+        let want = pos * span..(pos + 1) * span;
         let mut memo = self.level0.borrow_mut();
-        if memo.as_ref().is_none_or(|m| m.index != index) {
-            let Some((tile, interior)) = self.reader.reads.tile_with_interior(0, index)? else {
+        let answers = |m: &Level0| {
+            m.index == index && (m.interior_node(row, pos).is_some() || m.bytes(&want).is_some())
+        };
+        if !memo.as_ref().is_some_and(answers) {
+            let group = GROUP_HASHES * HASH_LEN;
+            // A tile read before without an interior record (an older
+            // store's) is read whole: rows 4–7 come from its hashes.
+            let whole = memo
+                .as_ref()
+                .is_some_and(|m| m.index == index && m.part.interior.is_none());
+            let range = if whole {
+                0..FULL_TILE_BYTES
+            } else {
+                want.start / group * group..want.end.div_ceil(group) * group
+            };
+            let Some(part) = self.reader.reads.tile_part(0, index, range)? else {
                 return Ok(None);
             };
-            if tile.len() != FULL_TILE_BYTES {
+            if part.len != FULL_TILE_BYTES {
                 return Err(StoreError::Corrupt(format!(
                     "full tile 0/{index} is {} bytes",
-                    tile.len()
+                    part.len
                 )));
             }
-            *memo = Some(Level0 {
-                index,
-                tile,
-                interior,
-            });
+            *memo = Some(Level0 { index, part });
         }
         let Some(m) = memo.as_ref() else {
             return Ok(None);
         };
-        if let (Some(off), Some(rec)) = (interior_offset(row, pos), &m.interior) {
-            if let Some(b) = rec.get(off * 32..off * 32 + 32) {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(b);
-                return Ok(Some(Hash(h)));
-            }
+        if let Some(h) = m.interior_node(row, pos) {
+            return Ok(Some(h));
         }
         // The hashes below the node, decoded alone: `tile_node` over them
         // is the node at position 0 of the same row.
-        let span = 1usize << row;
-        let Some(bytes) = m
-            .tile
-            .get(pos * span * HASH_LEN..(pos + 1) * span * HASH_LEN)
-        else {
+        let Some(bytes) = m.bytes(&want) else {
             return Ok(None);
         };
         let below = vouch_spec::hash::split_hashes(bytes).unwrap_or_default();

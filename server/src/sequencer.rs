@@ -758,8 +758,8 @@ mod tests {
         // Every full level-0 tile has its interior record, equal to the tree's nodes.
         let tree = MemoryTree::from_leaves(leaves.iter().copied());
         for t in 0..(leaves.len() as u64 / TILE_WIDTH) {
-            let (_, rec) = mem.tile_with_interior(0, t).unwrap().expect("tile");
-            let rec = rec.expect("interior record");
+            let part = mem.tile_part(0, t, 0..0).unwrap().expect("tile");
+            let rec = part.interior.expect("interior record");
             for row in INTERIOR_ROWS {
                 for pos in 0..(TILE_WIDTH as usize >> row) {
                     let off = interior_offset(row, pos).unwrap();
@@ -778,5 +778,18 @@ mod tests {
             10,
             "entries are stored one per index"
         );
+        // A store without interior records (written before them) proves
+        // the same from the tiles' hashes alone, through one reader.
+        mem.forget_interiors();
+        let size = leaves.len() as u64;
+        let nodes = TreeReader::new(mem.clone());
+        let nodes = nodes.nodes(size);
+        for i in [0, 1, 255, 256, 4_097, 33_333, 65_535, size - 1] {
+            assert_eq!(
+                inclusion::prove(i, size, &nodes).unwrap(),
+                inclusion::prove(i, size, &tree).unwrap(),
+                "inclusion of {i} in {size} without interior records"
+            );
+        }
     }
 }

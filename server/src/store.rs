@@ -149,21 +149,50 @@ pub trait Store: Reads {
     }
 }
 
-/// A hash tile's bytes and, if stored, its interior record.
-pub type TileWithInterior = (Vec<u8>, Option<Vec<u8>>);
+/// Part of a stored hash tile, for a proof through it: which bytes of the
+/// tile were asked for, and the interior record if stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TilePart {
+    /// The stored tile's length in bytes (a full tile's is
+    /// [`FULL_TILE_BYTES`]).
+    pub len: usize,
+    /// Where [`TilePart::bytes`] start in the tile.
+    pub start: usize,
+    /// The tile's bytes in the range asked for, cut to the tile's length.
+    pub bytes: Vec<u8>,
+    /// For a full tile, its interior record
+    /// ([`crate::interior::INTERIOR_ROWS`]), if stored.
+    pub interior: Option<Vec<u8>>,
+}
+
+impl TilePart {
+    /// `range` of `tile` (cut to its length) with `interior`.
+    fn new(tile: &[u8], range: std::ops::Range<usize>, interior: Option<Vec<u8>>) -> TilePart {
+        let start = range.start.min(tile.len());
+        let end = range.end.clamp(start, tile.len());
+        TilePart {
+            len: tile.len(),
+            start,
+            bytes: tile[start..end].to_vec(),
+            interior,
+        }
+    }
+}
 
 /// What the readers need: committed data only.
 pub trait Reads: Send + Sync + 'static {
     /// Stored contents of a hash tile (full, or the widest partial so far).
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// A hash tile as [`Reads::tile`] has it and, for a full tile, its
-    /// stored interior record ([`crate::interior::INTERIOR_ROWS`]): what
-    /// an inclusion proof through a full level-0 tile needs, in one read.
-    fn tile_with_interior(
+    /// The bytes in `range` of a hash tile as [`Reads::tile`] has it and,
+    /// for a full tile, its stored interior record: what an inclusion proof
+    /// through a full level-0 tile needs (at most 8 of its 256 hashes),
+    /// in one read and without copying the rest.
+    fn tile_part(
         &self,
         level: u8,
         index: u64,
-    ) -> Result<Option<TileWithInterior>, StoreError>;
+        range: std::ops::Range<usize>,
+    ) -> Result<Option<TilePart>, StoreError>;
     /// The entry at `index`.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Up to `count` consecutive entries from `start` (fewer if the log ends).
@@ -619,10 +648,10 @@ const INTERIOR_BYTES: usize = crate::interior::INTERIOR_HASHES * HASH_LEN;
 /// random level-0 tile costs one read instead of two (BENCHMARKS.md,
 /// issue 18). Stores written before keep the record under its own key:
 /// their full tiles are exactly [`FULL_TILE_BYTES`] and split to `None`.
-fn split_tile_value(mut value: Vec<u8>) -> (Vec<u8>, Option<Vec<u8>>) {
+fn split_tile_value(value: &[u8]) -> (&[u8], Option<&[u8]>) {
     if value.len() == FULL_TILE_BYTES + INTERIOR_BYTES {
-        let rec = value.split_off(FULL_TILE_BYTES);
-        (value, Some(rec))
+        let (tile, rec) = value.split_at(FULL_TILE_BYTES);
+        (tile, Some(rec))
     } else {
         (value, None)
     }
@@ -637,28 +666,30 @@ impl Reads for RocksStore {
         }))
     }
 
-    fn tile_with_interior(
+    fn tile_part(
         &self,
         level: u8,
         index: u64,
-    ) -> Result<Option<TileWithInterior>, StoreError> {
+        range: std::ops::Range<usize>,
+    ) -> Result<Option<TilePart>, StoreError> {
         let g = self.db()?;
+        // Pinned: only the part asked for is copied out of the block.
         let Some(value) =
-            g.db.get_opt(tile_key(level, index), &answer_reads())
+            g.db.get_pinned_opt(tile_key(level, index), &answer_reads())
                 .map_err(db_err)?
         else {
             return Ok(None);
         };
-        let (tile, rec) = split_tile_value(value);
+        let (tile, rec) = split_tile_value(&value);
         let rec = match rec {
-            Some(r) => Some(r),
+            Some(r) => Some(r.to_vec()),
             None if tile.len() == FULL_TILE_BYTES => {
                 g.db.get_opt(interior_key(level, index), &answer_reads())
                     .map_err(db_err)?
             }
             None => None,
         };
-        Ok(Some((tile, rec)))
+        Ok(Some(TilePart::new(tile, range, rec)))
     }
 
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -802,16 +833,33 @@ mod tests {
             .unwrap();
         let tile = vouch_spec::tile::encode_hashes(&full);
         assert_eq!(store.tile(0, 0).unwrap(), Some(tile.clone()));
+        let part = |i, range| store.tile_part(0, i, range).unwrap();
         assert_eq!(
-            store.tile_with_interior(0, 0).unwrap(),
-            Some((tile.clone(), Some(rec.clone())))
+            part(0, 64..96),
+            Some(TilePart {
+                len: FULL_TILE_BYTES,
+                start: 64,
+                bytes: tile[64..96].to_vec(),
+                interior: Some(rec.clone()),
+            })
+        );
+        // The range is cut to the tile; a partial tile has no record.
+        assert_eq!(
+            part(0, 8000..9000).map(|p| (p.start, p.bytes)),
+            Some((8000, tile[8000..].to_vec()))
         );
         assert_eq!(store.tile(0, 1).unwrap().map(|t| t.len()), Some(96));
         assert_eq!(
-            store.tile_with_interior(0, 1).unwrap().map(|(_, rec)| rec),
-            Some(None)
+            part(1, 0..512),
+            Some(TilePart {
+                len: 96,
+                start: 0,
+                bytes: tile[..96].to_vec(),
+                interior: None,
+            })
         );
-        assert_eq!(store.tile_with_interior(0, 2).unwrap(), None);
+        assert_eq!(part(0, 9000..9100).map(|p| p.bytes.len()), Some(0));
+        assert_eq!(part(2, 0..32), None);
         // The earlier layout: the record under its own key.
         {
             let g = store.db().unwrap();
@@ -820,8 +868,13 @@ mod tests {
         }
         assert_eq!(store.tile(0, 5).unwrap(), Some(tile.clone()));
         assert_eq!(
-            store.tile_with_interior(0, 5).unwrap(),
-            Some((tile, Some(rec)))
+            part(5, 0..FULL_TILE_BYTES),
+            Some(TilePart {
+                len: FULL_TILE_BYTES,
+                start: 0,
+                bytes: tile,
+                interior: Some(rec),
+            })
         );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
@@ -911,6 +964,14 @@ impl MemStore {
     fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
         self.kv.lock().unwrap().get(k).cloned()
     }
+
+    /// Drops every interior record, as in a store written before them.
+    pub fn forget_interiors(&self) {
+        self.kv
+            .lock()
+            .unwrap()
+            .retain(|k, _| k.first() != Some(&b'n'));
+    }
 }
 
 #[cfg(test)]
@@ -992,14 +1053,15 @@ impl Reads for MemStore {
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get(&tile_key(level, index)))
     }
-    fn tile_with_interior(
+    fn tile_part(
         &self,
         level: u8,
         index: u64,
-    ) -> Result<Option<TileWithInterior>, StoreError> {
+        range: std::ops::Range<usize>,
+    ) -> Result<Option<TilePart>, StoreError> {
         Ok(self
             .get(&tile_key(level, index))
-            .map(|t| (t, self.get(&interior_key(level, index)))))
+            .map(|t| TilePart::new(&t, range, self.get(&interior_key(level, index)))))
     }
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get(&entry_key(index)))
