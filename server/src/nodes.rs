@@ -108,24 +108,22 @@ struct Level0 {
 const GROUP_HASHES: usize = 16;
 
 impl Level0 {
-    /// The node at `row`, `pos` from the interior record, if it has it.
-    fn interior_node(&self, row: u8, pos: usize) -> Option<Hash> {
-        let off = interior_offset(row, pos)?;
-        let b = self
-            .part
-            .interior
-            .as_ref()?
-            .get(off * HASH_LEN..(off + 1) * HASH_LEN)?;
-        let mut h = [0u8; HASH_LEN];
-        h.copy_from_slice(b);
-        Some(Hash(h))
-    }
-
-    /// The stored bytes in `want`, if this part holds them.
-    fn bytes(&self, want: &std::ops::Range<usize>) -> Option<&[u8]> {
-        let from = want.start.checked_sub(self.part.start)?;
-        let to = want.end.checked_sub(self.part.start)?;
-        self.part.bytes.get(from..to)
+    /// The node at `row`, `pos` of this tile, whose hashes below it are
+    /// the tile's bytes `below`: from the interior record if it has it,
+    /// else from those hashes if this part holds them.
+    fn node(&self, row: u8, pos: usize, below: &std::ops::Range<usize>) -> Option<Hash> {
+        if let Some(off) = interior_offset(row, pos) {
+            let rec = self.part.interior.as_ref();
+            if let Some(b) = rec.and_then(|r| r.get(off * HASH_LEN..(off + 1) * HASH_LEN)) {
+                return <[u8; HASH_LEN]>::try_from(b).ok().map(Hash);
+            }
+        }
+        let from = below.start.checked_sub(self.part.start)?;
+        let to = below.end.checked_sub(self.part.start)?;
+        let bytes = self.part.bytes.get(from..to)?;
+        // `tile_node` over the hashes below a node is the node at
+        // position 0 of the same row.
+        tile_node(&vouch_spec::hash::split_hashes(bytes)?, row, 0)
     }
 }
 
@@ -140,47 +138,31 @@ impl StoredNodes<'_> {
     fn level0_node(&self, index: u64, row: u8, pos: usize) -> Result<Option<Hash>, StoreError> {
         // The node's hashes below it in the tile, as bytes.
         let span = (1usize << row) * HASH_LEN;
-        let want = pos * span..(pos + 1) * span;
+        let below = pos * span..(pos + 1) * span;
         let mut memo = self.level0.borrow_mut();
-        let answers = |m: &Level0| {
-            m.index == index && (m.interior_node(row, pos).is_some() || m.bytes(&want).is_some())
-        };
-        if !memo.as_ref().is_some_and(answers) {
-            let group = GROUP_HASHES * HASH_LEN;
-            // A tile read before without an interior record (an older
-            // store's) is read whole: rows 4–7 come from its hashes.
-            let whole = memo
-                .as_ref()
-                .is_some_and(|m| m.index == index && m.part.interior.is_none());
-            let range = if whole {
-                0..FULL_TILE_BYTES
-            } else {
-                want.start / group * group..want.end.div_ceil(group) * group
-            };
-            let Some(part) = self.reader.reads.tile_part(0, index, range)? else {
-                return Ok(None);
-            };
-            if part.len != FULL_TILE_BYTES {
-                return Err(StoreError::Corrupt(format!(
-                    "full tile 0/{index} is {} bytes",
-                    part.len
-                )));
-            }
-            *memo = Some(Level0 { index, part });
-        }
-        let Some(m) = memo.as_ref() else {
-            return Ok(None);
-        };
-        if let Some(h) = m.interior_node(row, pos) {
+        let read = memo.as_ref().filter(|m| m.index == index);
+        if let Some(h) = read.and_then(|m| m.node(row, pos, &below)) {
             return Ok(Some(h));
         }
-        // The hashes below the node, decoded alone: `tile_node` over them
-        // is the node at position 0 of the same row.
-        let Some(bytes) = m.bytes(&want) else {
+        // A tile read before without an interior record (an older store's)
+        // is read again whole: rows 4–7 come from its hashes.
+        let range = if read.is_some_and(|m| m.part.interior.is_none()) {
+            0..FULL_TILE_BYTES
+        } else {
+            let group = GROUP_HASHES * HASH_LEN;
+            below.start / group * group..below.end.div_ceil(group) * group
+        };
+        let Some(part) = self.reader.reads.tile_part(0, index, range)? else {
             return Ok(None);
         };
-        let below = vouch_spec::hash::split_hashes(bytes).unwrap_or_default();
-        Ok(tile_node(&below, row, 0))
+        if part.len != FULL_TILE_BYTES {
+            return Err(StoreError::Corrupt(format!(
+                "full tile 0/{index} is {} bytes",
+                part.len
+            )));
+        }
+        let m = memo.insert(Level0 { index, part });
+        Ok(m.node(row, pos, &below))
     }
 }
 

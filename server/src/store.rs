@@ -980,7 +980,7 @@ impl MemStore {
         self.kv
             .lock()
             .unwrap()
-            .retain(|k, _| k.first() != Some(&b'n'));
+            .retain(|k, _| k.first() != interior_key(0, 0).first());
     }
 }
 
