@@ -669,11 +669,9 @@ fn split_tile_value(value: &[u8]) -> (&[u8], Option<&[u8]>) {
 
 impl Reads for RocksStore {
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let value = self.db()?.db.get(tile_key(level, index)).map_err(db_err)?;
-        Ok(value.map(|mut v| {
-            v.truncate(FULL_TILE_BYTES.min(v.len()));
-            v
-        }))
+        let g = self.db()?;
+        let value = g.db.get_pinned(tile_key(level, index)).map_err(db_err)?;
+        Ok(value.map(|v| split_tile_value(&v).0.to_vec()))
     }
 
     fn tile_part(
