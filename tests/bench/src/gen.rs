@@ -20,10 +20,15 @@ pub fn builders(n: usize) -> Vec<NixSecretKey> {
         .collect()
 }
 
-fn path(kind: &str, i: u64, suffix: &str) -> StorePath {
+/// The hash part (32 nix32 digits) of the path of `kind` for entry `i`.
+fn hash_part_of(kind: &str, i: u64) -> String {
     let mut seed = kind.as_bytes().to_vec();
     seed.extend_from_slice(&i.to_be_bytes());
-    let h = nix32::encode(&sha256(&seed)[..20]);
+    nix32::encode(&sha256(&seed)[..20])
+}
+
+fn path(kind: &str, i: u64, suffix: &str) -> StorePath {
+    let h = hash_part_of(kind, i);
     StorePath::from_base("/nix/store", &format!("{h}-bench-pkg-{i}-1.0{suffix}"))
         .expect("generated names are valid")
 }
@@ -31,6 +36,11 @@ fn path(kind: &str, i: u64, suffix: &str) -> StorePath {
 /// The store path of entry `i`.
 pub fn store_path(i: u64) -> StorePath {
     path("out", i, "")
+}
+
+/// The hash part of [`store_path`]`(i)`, without building the path.
+pub fn store_path_hash_part(i: u64) -> String {
+    hash_part_of("out", i)
 }
 
 /// NAR hash and size of entry `i`.

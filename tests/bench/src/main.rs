@@ -216,7 +216,8 @@ fn main() -> anyhow::Result<()> {
         } => {
             let log = log.trim_end_matches('/');
             let (mut rates, mut ceilings, mut p99) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut client, mut server, mut ceiling_server) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut client, mut server) = (Vec::new(), Vec::new());
+            let (mut ceiling_client, mut ceiling_server) = (Vec::new(), Vec::new());
             let me = std::process::id();
             for _ in 0..reps.max(1) {
                 let (c0, s0, t0) = (
@@ -234,10 +235,18 @@ fn main() -> anyhow::Result<()> {
                 }
                 rates.push(r.per_sec);
                 p99.push(r.p99_ms);
-                let (s1, t1) = (pid.and_then(sys::cpu_secs), std::time::Instant::now());
+                let (c1, s1, t1) = (
+                    sys::cpu_secs(me),
+                    pid.and_then(sys::cpu_secs),
+                    std::time::Instant::now(),
+                );
                 ceilings.push(reads::http_ceiling(log, connections, secs)?);
+                let wall = t1.elapsed().as_secs_f64();
+                if let (Some(a), Some(b)) = (c1, sys::cpu_secs(me)) {
+                    ceiling_client.push((b - a) / wall);
+                }
                 if let (Some(a), Some(b)) = (s1, pid.and_then(sys::cpu_secs)) {
-                    ceiling_server.push((b - a) / t1.elapsed().as_secs_f64());
+                    ceiling_server.push((b - a) / wall);
                 }
             }
             let lookups = sys::quantile(&mut rates.clone(), 0.5);
@@ -256,6 +265,7 @@ fn main() -> anyhow::Result<()> {
                     "client_cpu_cores": client,
                     "log_cpu_cores": server,
                     "ceiling_log_cpu_cores": ceiling_server,
+                    "ceiling_client_cpu_cores": ceiling_client,
                 }))?
             );
         }

@@ -79,6 +79,9 @@ fn hammer(
     Ok((lat, wall))
 }
 
+/// The longest lookup answer read (one entry with its proof is ~2 KiB).
+const MAX_ANSWER: u64 = 1 << 20;
+
 /// Looks up random paths among entries `0..size` for `secs` seconds from
 /// `connections` connections, each answer carrying a tlog-proof per entry.
 pub fn lookups(
@@ -87,18 +90,36 @@ pub fn lookups(
     connections: usize,
     secs: f64,
 ) -> anyhow::Result<LookupReport> {
+    thread_local! {
+        /// Each connection's URL and answer buffers, reused from lookup to
+        /// lookup: the generator shares the log's cores.
+        static BUFS: std::cell::RefCell<(String, Vec<u8>)> = Default::default();
+    }
     let (mut lat, wall) = hammer(connections, secs, |agent, rng| {
         let i = rng.below(size);
-        let url = format!(
-            "{log}/vouch/v1/lookup/{}?proof=1",
-            gen::store_path(i).hash_part()
-        );
-        let body = agent.get(&url).call()?.into_string()?;
-        let l: Lookup = serde_json::from_str(&body).with_context(|| format!("lookup {url}"))?;
-        if l.entries.is_empty() || l.entries.iter().any(|e| e.proof.is_none()) {
-            bail!("lookup of entry {i}: no entry or no proof");
-        }
-        Ok(())
+        BUFS.with_borrow_mut(|(url, body)| {
+            use std::fmt::Write as _;
+            use std::io::Read as _;
+            url.clear();
+            write!(
+                url,
+                "{log}/vouch/v1/lookup/{}?proof=1",
+                gen::store_path_hash_part(i)
+            )?;
+            body.clear();
+            agent
+                .get(url)
+                .call()?
+                .into_reader()
+                .take(MAX_ANSWER)
+                .read_to_end(body)?;
+            let l: Lookup =
+                serde_json::from_slice(body).with_context(|| format!("lookup {url}"))?;
+            if l.entries.is_empty() || l.entries.iter().any(|e| e.proof.is_none()) {
+                bail!("lookup of entry {i}: no entry or no proof");
+            }
+            Ok(())
+        })
     })?;
     Ok(LookupReport {
         per_sec: lat.len() as f64 / wall,
