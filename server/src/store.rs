@@ -409,9 +409,16 @@ fn entries_options() -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(rocksdb::DBCompressionType::Lz4);
-    // Every read is of an entry that exists: no Bloom filter.
+    // Every read is of an entry that exists: no Bloom filter. No block
+    // cache either: entries are read at random (a lookup, a bundle) or in
+    // order once (a mirror, the monitor), so a cached block was almost
+    // never read again, and inserting each one (an allocation, a copy,
+    // the cache's lock, an eviction) cost more than decompressing it from
+    // the mapped file each time: 0.433 against 0.395 of the HTTP ceiling
+    // for lookups at 1e7 entries (BENCHMARKS.md, issue 18, seventh
+    // session).
     let mut table = rocksdb::BlockBasedOptions::default();
-    table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+    table.disable_cache();
     opts.set_block_based_table_factory(&table);
     opts
 }
@@ -788,6 +795,14 @@ impl RocksStore {
         let mut out = Vec::new();
         let mut ro = answer_reads();
         ro.set_prefix_same_as_start(true);
+        // Every key of this prefix is below the prefix followed by 0xff:
+        // with the bound, the iterator stops after the last one instead
+        // of seeking each level for the next key beyond it (log CPU per
+        // lookup at 1e7 entries 67 against 77 µs, BENCHMARKS.md, seventh
+        // session).
+        let mut upper = start[..33].to_vec();
+        upper.extend_from_slice(&[0xff; 9]);
+        ro.set_iterate_upper_bound(upper);
         let g = self.db()?;
         for item in g.db.iterator_opt(
             rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
