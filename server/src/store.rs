@@ -795,14 +795,6 @@ impl RocksStore {
         let mut out = Vec::new();
         let mut ro = answer_reads();
         ro.set_prefix_same_as_start(true);
-        // Every key of this prefix is below the prefix followed by 0xff:
-        // with the bound, the iterator stops after the last one instead
-        // of seeking each level for the next key beyond it (log CPU per
-        // lookup at 1e7 entries 67 against 77 µs, BENCHMARKS.md, seventh
-        // session).
-        let mut upper = start[..33].to_vec();
-        upper.extend_from_slice(&[0xff; 9]);
-        ro.set_iterate_upper_bound(upper);
         let g = self.db()?;
         for item in g.db.iterator_opt(
             rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
