@@ -149,4 +149,12 @@ mod tests {
         }
         assert_ne!(store_path(1), store_path(2));
     }
+
+    /// The lookup generator asks for the paths the ingest generator wrote.
+    #[test]
+    fn hash_part_is_the_store_paths() {
+        for i in [0u64, 1, 7, 1_000_003, 9_999_999] {
+            assert_eq!(store_path_hash_part(i), store_path(i).hash_part());
+        }
+    }
 }
