@@ -84,105 +84,28 @@ fn state_dir() -> PathBuf {
     PathBuf::from("vouch-client-state")
 }
 
-/// Why a narinfo was not accepted: the rule's reason (§7), or the IO that
-/// kept the client from deciding. Each names what was wrong and where.
+/// Why a narinfo was not accepted: the acceptance rule's reason (§7),
+/// told with this client's context, or the IO that kept the client from
+/// deciding. Each names what was wrong and where.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
-    /// The log was caught forking earlier; an operator must clear it.
-    #[error("log {origin} is refused: it was caught forking (evidence in {evidence}); clear it with `vouch clear-fork` after investigating")]
-    Refused {
-        /// The origin.
-        origin: String,
-        /// Where the evidence is.
-        evidence: String,
+    /// The rule refused: `vouch_spec::accept`'s reason, the one list of
+    /// them. The message adds where the checkpoint came from (a bad or
+    /// missing one) and where a fork's evidence is kept (a fork, a log
+    /// refused for one) with what the operator must do.
+    #[error("{}", rule_message(.why, .checkpoint_url, .evidence.as_deref()))]
+    Rule {
+        /// The rule's reason (boxed: it carries a few strings, and a
+        /// `Result` carrying this error should stay small).
+        why: Box<accept::Rejection>,
+        /// The log's checkpoint URL.
+        checkpoint_url: String,
+        /// Where the fork's evidence was saved, if it was.
+        evidence: Option<String>,
     },
     /// The log could not be read.
     #[error("log unreachable: {0}")]
     Fetch(#[from] FetchError),
-    /// The checkpoint is not signed by the log or lacks a witness quorum.
-    #[error("checkpoint from {url}: {msg}")]
-    Checkpoint {
-        /// The log URL.
-        url: String,
-        /// What was wrong.
-        msg: String,
-    },
-    /// The checkpoint's cosignatures are too old (or from the future).
-    #[error("checkpoint of size {size} has no fresh witness quorum (cosignatures must be under {max_age}s old)")]
-    Stale {
-        /// Its size.
-        size: u64,
-        /// The configured maximum age.
-        max_age: u64,
-    },
-    /// The log forked: this checkpoint is inconsistent with one seen before.
-    #[error("SECURITY: log {origin} forked: checkpoint {new_size} is inconsistent with checkpoint {old_size} seen before ({why}); evidence saved to {evidence}; the log is refused until an operator clears it")]
-    Fork {
-        /// The origin.
-        origin: String,
-        /// Size seen before.
-        old_size: u64,
-        /// Size now.
-        new_size: u64,
-        /// The failure.
-        why: String,
-        /// Evidence file.
-        evidence: String,
-    },
-    /// The log served a checkpoint older than one this client already verified.
-    #[error("log {origin} served checkpoint size {served}, older than size {seen} this client already verified (rollback or stale cache)")]
-    Rollback {
-        /// The origin.
-        origin: String,
-        /// Size seen before.
-        seen: u64,
-        /// Size served now.
-        served: u64,
-    },
-    /// The log served an entry that does not verify.
-    #[error("log served a bad entry at index {index}: {msg}")]
-    BadEntry {
-        /// Index.
-        index: u64,
-        /// What was wrong.
-        msg: String,
-    },
-    /// The log served an attestation by a key at or after its transition.
-    #[error("log served entry {index} by {key}, at or after its transition ({transition}): a log must not append it")]
-    Retired {
-        /// The entry's index.
-        index: u64,
-        /// The retired key's name.
-        key: String,
-        /// The transition.
-        transition: String,
-    },
-    /// Not enough trusted builders attested this NAR.
-    #[error("{agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}]){transitions}")]
-    TooFewBuilders {
-        /// Store path.
-        path: String,
-        /// NAR hash.
-        nar_hash: String,
-        /// How many agree.
-        agreeing: usize,
-        /// How many are required.
-        required: usize,
-        /// Their key names.
-        names: String,
-        /// Transitions of trusted keys (`; A handed over to B at index I`).
-        transitions: String,
-    },
-    /// A trusted builder attested something else for this path.
-    #[error("trusted builder(s) [{names}] attest a different NAR than the narinfo's {nar_hash}")]
-    Disagreement {
-        /// Store path.
-        path: String,
-        /// The narinfo's NAR hash.
-        nar_hash: String,
-        /// The disagreeing builders.
-        names: String,
-    },
     /// Local state could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
@@ -191,20 +114,48 @@ pub enum Rejection {
     Corrupt(String),
 }
 
+/// A rule's reason with the client's context (see [`Rejection::Rule`]).
+fn rule_message(why: &accept::Rejection, url: &str, evidence: Option<&str>) -> String {
+    use accept::Rejection as R;
+    match why {
+        R::Refused { .. } => format!(
+            "{why} (evidence in {}); clear it with `vouch clear-fork` after investigating",
+            evidence.unwrap_or("the state directory's .fork file")
+        ),
+        R::NoCheckpoint | R::Checkpoint(_) => format!("checkpoint from {url}: {why}"),
+        R::Fork { .. } => format!(
+            "SECURITY: {why}; evidence saved to {}; the log is refused until an operator clears it",
+            evidence.unwrap_or("(not recorded)")
+        ),
+        _ => why.to_string(),
+    }
+}
+
 impl Rejection {
+    /// The rule's reason, if the rule refused.
+    pub fn rule(&self) -> Option<&accept::Rejection> {
+        match self {
+            Rejection::Rule { why, .. } => Some(why.as_ref()),
+            _ => None,
+        }
+    }
+
     /// A short label for metrics.
     pub fn label(&self) -> &'static str {
+        use accept::Rejection as R;
         match self {
-            Rejection::Refused { .. } => "log_refused",
+            Rejection::Rule { why, .. } => match why.as_ref() {
+                R::Refused { .. } => "log_refused",
+                R::NoCheckpoint | R::Checkpoint(_) => "bad_checkpoint",
+                R::Stale { .. } => "stale_checkpoint",
+                R::Fork { .. } => "log_fork",
+                R::Rollback { .. } => "rollback",
+                R::BadEntry { .. } => "bad_entry",
+                R::Retired { .. } => "retired_key",
+                R::TooFewBuilders { .. } => "too_few_builders",
+                R::Disagreement { .. } => "disagreement",
+            },
             Rejection::Fetch(_) => "log_unreachable",
-            Rejection::Checkpoint { .. } => "bad_checkpoint",
-            Rejection::Stale { .. } => "stale_checkpoint",
-            Rejection::Fork { .. } => "log_fork",
-            Rejection::Rollback { .. } => "rollback",
-            Rejection::BadEntry { .. } => "bad_entry",
-            Rejection::Retired { .. } => "retired_key",
-            Rejection::TooFewBuilders { .. } => "too_few_builders",
-            Rejection::Disagreement { .. } => "disagreement",
             Rejection::State(_) | Rejection::Corrupt(_) => "state_error",
         }
     }
@@ -394,11 +345,10 @@ impl Verifier {
         self.tracker.kept(origin).map_err(tracker_error)
     }
 
-    /// Steps 1–4 on checkpoint bytes shown at `url`: signature, quorum,
+    /// Steps 1–4 on checkpoint bytes shown by the log: signature, quorum,
     /// freshness, consistency with the kept one (fetching the proof), then
     /// persisting what they say.
     fn shown_checkpoint(&self, bytes: Vec<u8>) -> Result<(Kept, Shown), Rejection> {
-        let url = self.log.url().checkpoint();
         // Verify the signatures before fetching anything the checkpoint
         // asks for (the proof's sizes come from it).
         let cp = self
@@ -406,10 +356,7 @@ impl Verifier {
             .lock()
             .map_err(|_| Rejection::Corrupt("checkpoint cache lock poisoned".into()))?
             .verify(&self.rule.policy, &bytes)
-            .map_err(|e| Rejection::Checkpoint {
-                url: url.clone(),
-                msg: e.to_string(),
-            })?;
+            .map_err(|e| self.rejection(accept::Rejection::Checkpoint(e.to_string()), None))?;
         let kept = self.kept(&cp.checkpoint.origin)?;
         let proof = if kept.forked {
             Vec::new()
@@ -487,77 +434,12 @@ impl Verifier {
         Verdict { outcome, reasons }
     }
 
-    fn rejection(&self, r: accept::Rejection, evidence: Option<String>) -> Rejection {
-        use accept::Rejection as R;
-        match r {
-            R::Refused { origin } => Rejection::Refused {
-                origin,
-                evidence: "the state directory's .fork file".into(),
-            },
-            R::NoCheckpoint => Rejection::Checkpoint {
-                url: self.log.url().checkpoint(),
-                msg: "no checkpoint was shown".into(),
-            },
-            R::Checkpoint(msg) => Rejection::Checkpoint {
-                url: self.log.url().checkpoint(),
-                msg,
-            },
-            R::Stale { size, max_age } => Rejection::Stale { size, max_age },
-            R::Fork {
-                origin,
-                old_size,
-                new_size,
-                why,
-            } => Rejection::Fork {
-                origin,
-                old_size,
-                new_size,
-                why: why.to_string(),
-                evidence: evidence.unwrap_or_else(|| "(not recorded)".into()),
-            },
-            R::Rollback {
-                origin,
-                seen,
-                served,
-            } => Rejection::Rollback {
-                origin,
-                seen,
-                served,
-            },
-            R::BadEntry { index, msg } => Rejection::BadEntry { index, msg },
-            R::Retired {
-                index,
-                key,
-                transition,
-            } => Rejection::Retired {
-                index,
-                key,
-                transition,
-            },
-            R::TooFewBuilders {
-                path,
-                nar_hash,
-                agreeing,
-                required,
-                names,
-                transitions,
-            } => Rejection::TooFewBuilders {
-                path,
-                nar_hash,
-                agreeing,
-                required,
-                names,
-                transitions,
-            },
-            R::Disagreement {
-                path,
-                nar_hash,
-                names,
-            } => Rejection::Disagreement {
-                path,
-                nar_hash,
-                names,
-            },
+    /// The rule's reason `why` as this client's rejection.
+    fn rejection(&self, why: accept::Rejection, evidence: Option<String>) -> Rejection {
+        Rejection::Rule {
+            why: Box::new(why),
+            checkpoint_url: self.log.url().checkpoint(),
+            evidence,
         }
     }
 
@@ -572,10 +454,7 @@ impl Verifier {
             .lock()
             .map_err(|_| Rejection::Corrupt("checkpoint cache lock poisoned".into()))?
             .verify(&self.rule.policy, &bytes)
-            .map_err(|e| Rejection::Checkpoint {
-                url: self.log.url().checkpoint(),
-                msg: e.to_string(),
-            })
+            .map_err(|e| self.rejection(accept::Rejection::Checkpoint(e.to_string()), None))
     }
 
     /// Applies the acceptance rule to a narinfo.
@@ -595,7 +474,10 @@ impl Verifier {
             Ok((kept, shown, fetched)) => {
                 let v = self.decide(&kept, &shown, Some(narinfo), Clock::Now(now()));
                 // Every inclusion proof held unless an entry was bad.
-                if !matches!(v.outcome, Err(Rejection::BadEntry { .. })) {
+                if !matches!(
+                    v.outcome.as_ref().map_err(Rejection::rule),
+                    Err(Some(accept::Rejection::BadEntry { .. }))
+                ) {
                     let cache = self.tile_cache(&kept, &shown);
                     for f in fetched {
                         f.verified(cache.as_ref());
@@ -628,16 +510,18 @@ impl Verifier {
         let lookup_url = self.log.url().lookup(hash, self.cfg.lookup_proofs);
         let mut proofs = Vec::new();
         for le in &lookup.entries {
-            let proof =
-                match &le.proof {
-                    Some(text) => Some(TlogProof::parse(text.as_bytes()).map_err(|e| {
-                        Rejection::BadEntry {
+            let proof = match &le.proof {
+                Some(text) => Some(TlogProof::parse(text.as_bytes()).map_err(|e| {
+                    self.rejection(
+                        accept::Rejection::BadEntry {
                             index: le.index,
                             msg: format!("tlog-proof in the lookup answer: {e}"),
-                        }
-                    })?),
-                    None => None,
-                };
+                        },
+                        None,
+                    )
+                })?),
+                None => None,
+            };
             proofs.push(proof);
         }
         // The checkpoint shown: the lookup proofs' (an honest log answers
@@ -707,9 +591,14 @@ impl Verifier {
                 if !seen.insert(le.index) {
                     continue;
                 }
-                let bad = |msg: String| Rejection::BadEntry {
-                    index: le.index,
-                    msg,
+                let bad = |msg: String| {
+                    self.rejection(
+                        accept::Rejection::BadEntry {
+                            index: le.index,
+                            msg,
+                        },
+                        None,
+                    )
                 };
                 let text = le
                     .proof
@@ -792,9 +681,11 @@ impl Verifier {
             ..kept
         };
         let mut v = self.decide(&kept, &shown, Some(narinfo), Clock::Offline);
-        if let Err(Rejection::Refused { origin: o, .. }) = &mut v.outcome {
-            if o.is_empty() {
-                o.clone_from(&origin);
+        if let Err(Rejection::Rule { why, .. }) = &mut v.outcome {
+            if let accept::Rejection::Refused { origin: o } = why.as_mut() {
+                if o.is_empty() {
+                    o.clone_from(&origin);
+                }
             }
         }
         v
@@ -839,10 +730,10 @@ impl Verifier {
             .and_then(|n| Checkpoint::parse(&n.text).ok())
             .map(|c| c.size)
         else {
-            return Verdict::failed(Rejection::Checkpoint {
-                url: self.log.url().checkpoint(),
-                msg: "checkpoint does not parse".into(),
-            });
+            return Verdict::failed(self.rejection(
+                accept::Rejection::Checkpoint("checkpoint does not parse".into()),
+                None,
+            ));
         };
         // Full tiles come from the on-disk cache once a proof from them
         // verified: a client re-proves old proofs from a handful of edge
@@ -882,13 +773,18 @@ impl Verifier {
         }
         let v = self.decide(&kept, &shown, Some(narinfo), Clock::Now(now()));
         // The consistency proofs were checked (step 5) and held.
-        if matches!(
-            v.outcome,
-            Ok(_)
-                | Err(Rejection::TooFewBuilders { .. }
-                    | Rejection::Disagreement { .. }
-                    | Rejection::Retired { .. })
-        ) {
+        let held = match &v.outcome {
+            Ok(_) => true,
+            Err(e) => matches!(
+                e.rule(),
+                Some(
+                    accept::Rejection::TooFewBuilders { .. }
+                        | accept::Rejection::Disagreement { .. }
+                        | accept::Rejection::Retired { .. }
+                )
+            ),
+        };
+        if held {
             for f in fetched {
                 f.verified(tiles.as_ref());
             }
@@ -923,9 +819,13 @@ impl Verifier {
 /// The entry a published tlog-proof (the `i`th given) carries in its
 /// `extra` line: a proof without one proves nothing here.
 fn bundle_entry(i: usize, b: &TlogProof) -> Result<&Vec<u8>, Rejection> {
-    b.extra.as_ref().ok_or_else(|| Rejection::BadEntry {
-        index: b.index,
-        msg: format!("tlog-proof {i}: no entry in the extra line"),
+    b.extra.as_ref().ok_or_else(|| Rejection::Rule {
+        why: Box::new(accept::Rejection::BadEntry {
+            index: b.index,
+            msg: format!("tlog-proof {i}: no entry in the extra line"),
+        }),
+        checkpoint_url: String::new(),
+        evidence: None,
     })
 }
 
@@ -948,16 +848,23 @@ fn tracker_error(e: TrackerError<StateError>) -> Rejection {
     match e {
         TrackerError::Store(s) => Rejection::State(s),
         TrackerError::Fetch(f) => Rejection::Fetch(f),
-        TrackerError::Refused { origin, evidence } => Rejection::Refused { origin, evidence },
+        TrackerError::Refused { origin, evidence } => Rejection::Rule {
+            why: Box::new(accept::Rejection::Refused { origin }),
+            checkpoint_url: String::new(),
+            evidence: Some(evidence),
+        },
         TrackerError::Corrupt { origin, msg } => {
             Rejection::Corrupt(format!("kept checkpoint of {origin}: {msg}"))
         }
-        TrackerError::Fork(f) => Rejection::Fork {
-            origin: f.origin.clone(),
-            old_size: f.old_size,
-            new_size: f.new_size,
-            why: f.why.to_string(),
-            evidence: "(not recorded)".into(),
+        TrackerError::Fork(f) => Rejection::Rule {
+            why: Box::new(accept::Rejection::Fork {
+                origin: f.origin.clone(),
+                old_size: f.old_size,
+                new_size: f.new_size,
+                why: f.why.clone(),
+            }),
+            checkpoint_url: String::new(),
+            evidence: None,
         },
     }
 }
