@@ -4,7 +4,7 @@
 //! store): call from a blocking context.
 
 use vouch_spec::hash::Hash;
-use vouch_spec::tlog_proof::TlogProof;
+use vouch_spec::tlog_proof;
 use vouch_spec::{consistency, inclusion};
 
 use crate::error::ApiError;
@@ -22,17 +22,12 @@ fn proof_error(e: impl std::fmt::Display) -> ApiError {
 pub fn tlog_proof(
     tree: &TreeReader,
     index: u64,
-    entry: Vec<u8>,
+    entry: &[u8],
     head: &Published,
 ) -> Result<String, ApiError> {
-    let proof = inclusion::prove(index, head.size, &tree.nodes(head.size)).map_err(proof_error)?;
-    let t = TlogProof {
-        extra: Some(entry),
-        index,
-        proof,
-        checkpoint: head.checkpoint.as_ref().clone(),
-    };
-    String::from_utf8(t.encode())
+    let proof = inclusion(tree, index, head.size)?;
+    let text = tlog_proof::encode_parts(Some(entry), index, &proof, &head.checkpoint);
+    String::from_utf8(text)
         .map_err(|_| ApiError::Internal(format!("the stored entry {index} is not UTF-8")))
 }
 
@@ -42,7 +37,7 @@ pub fn bundle(tree: &TreeReader, index: u64, head: &Published) -> Result<String,
         .reads()
         .entry(index)?
         .ok_or_else(|| ApiError::Internal(format!("entry {index} is missing from the store")))?;
-    tlog_proof(tree, index, entry, head)
+    tlog_proof(tree, index, &entry, head)
 }
 
 /// The inclusion proof of `index` in the tree of `size` (`index < size`,

@@ -323,13 +323,7 @@ impl Publisher {
                 })?;
             let proof = vouch_spec::inclusion::prove(i, head.size, &nodes)
                 .map_err(|e| PublishError::Missing(format!("proof of entry {i}: {e}")))?;
-            let text = vouch_spec::tlog_proof::TlogProof {
-                extra: Some(e.clone()),
-                index: i,
-                proof,
-                checkpoint: head.checkpoint.as_ref().clone(),
-            }
-            .encode();
+            let text = vouch_spec::tlog_proof::encode_parts(Some(e), i, &proof, &head.checkpoint);
             self.put(
                 &format!("{hash}.vouch/{rank}.tlog-proof"),
                 &text,

@@ -119,19 +119,12 @@ impl TlogProof {
 
     /// Encodes the proof.
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = format!("{HEADER}\n");
-        if let Some(e) = &self.extra {
-            s.push_str(&format!("extra {}\n", b64::encode(e)));
-        }
-        s.push_str(&format!("index {}\n", self.index));
-        for h in &self.proof {
-            s.push_str(&h.to_base64());
-            s.push('\n');
-        }
-        s.push('\n');
-        let mut out = s.into_bytes();
-        out.extend_from_slice(&self.checkpoint);
-        out
+        encode_parts(
+            self.extra.as_deref(),
+            self.index,
+            &self.proof,
+            &self.checkpoint,
+        )
     }
 
     /// Verifies the proof for an entry whose leaf hash the caller computed
@@ -172,6 +165,42 @@ impl TlogProof {
         self.verify_inclusion(leaf, &cp.checkpoint)?;
         Ok(cp)
     }
+}
+
+/// Encodes a proof from its parts exactly as [`TlogProof::encode`] does,
+/// without first copying them into a [`TlogProof`]: a log serving proofs
+/// encodes each from a stored entry and its current checkpoint, and this
+/// writes them into one buffer of the final size (`extra` non-empty, as
+/// [`TlogProof::parse`] requires, if present).
+pub fn encode_parts(
+    extra: Option<&[u8]>,
+    index: u64,
+    proof: &[Hash],
+    checkpoint: &[u8],
+) -> Vec<u8> {
+    use std::fmt::Write as _;
+    // "extra " + base64 + "\n"; "index " + at most 20 digits + "\n";
+    // 44 base64 characters + "\n" per hash; the empty line.
+    let extra_len = extra.map_or(0, |e| 7 + e.len().div_ceil(3) * 4);
+    let len = HEADER.len() + 1 + extra_len + 27 + proof.len() * 45 + 1;
+    let mut s = String::with_capacity(len + checkpoint.len());
+    s.push_str(HEADER);
+    s.push('\n');
+    if let Some(e) = extra {
+        s.push_str("extra ");
+        b64::push(e, &mut s);
+        s.push('\n');
+    }
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "index {index}");
+    for h in proof {
+        b64::push(h.0, &mut s);
+        s.push('\n');
+    }
+    s.push('\n');
+    let mut out = s.into_bytes();
+    out.extend_from_slice(checkpoint);
+    out
 }
 
 #[cfg(test)]
@@ -280,6 +309,21 @@ mod tests {
         fn roundtrip(extra in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..40)), index in any::<u64>(), n in 0usize..5) {
             let p = TlogProof { extra, index, proof: vec![Hash::empty_root(); n], checkpoint: b"o\n1\nx\n\n".to_vec() };
             prop_assert_eq!(TlogProof::parse(&p.encode()), Ok(p));
+        }
+        #[test]
+        fn encoding_is_the_specs_text(extra in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..40)), index in any::<u64>(), proof in proptest::collection::vec(any::<[u8; 32]>(), 0..65)) {
+            let proof: Vec<Hash> = proof.into_iter().map(Hash).collect();
+            let mut want = format!("{HEADER}\n");
+            if let Some(e) = &extra {
+                want += &format!("extra {}\n", b64::encode(e));
+            }
+            want += &format!("index {index}\n");
+            for h in &proof {
+                want += &format!("{}\n", h.to_base64());
+            }
+            want += "\nlog.example\n1\nx\n\n";
+            let got = encode_parts(extra.as_deref(), index, &proof, b"log.example\n1\nx\n\n");
+            prop_assert_eq!(String::from_utf8(got), Ok(want));
         }
     }
 }
