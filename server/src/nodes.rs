@@ -24,10 +24,19 @@ use crate::store::{read_hashes, Reads, StoreError, TilePart, FULL_TILE_BYTES};
 /// partial tiles at the edge (replaced as they grow).
 const CACHE_TILES: usize = 4096;
 
+/// Hashes of ranges of several complete subtrees kept: the ranges ending
+/// at the tree's right edge, about one per level per tree size served.
+const EDGE_RANGES: usize = 256;
+
 /// Reads nodes from a store's tiles.
 pub struct TreeReader {
     reads: Arc<dyn Reads>,
     cache: Mutex<HashMap<(u8, u64), Arc<TileNodes>>>,
+    /// `MTH(D[start..end])` by `(start, end)`, for ranges that are not one
+    /// complete subtree. A range's hash depends only on its leaves, which
+    /// never change once logged, so an entry holds for every tree size that
+    /// contains the range.
+    edges: Mutex<HashMap<(u64, u64), Hash>>,
 }
 
 impl TreeReader {
@@ -36,7 +45,40 @@ impl TreeReader {
         TreeReader {
             reads,
             cache: Mutex::new(HashMap::new()),
+            edges: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `MTH(D[range])` from `nodes`. A complete subtree is one node. A
+    /// range of several is hashed from them once and remembered: only a
+    /// tree's right edge has such ranges in proofs, and every proof of a
+    /// leaf left of the edge's split needs the same one (at 1e7 entries,
+    /// half of all proofs share seven nodes' worth of reads and hashes).
+    pub fn range_hash(
+        &self,
+        range: std::ops::Range<u64>,
+        nodes: &StoredNodes<'_>,
+    ) -> Result<Hash, StoreError> {
+        let len = range.end.saturating_sub(range.start);
+        if len.is_power_of_two() && range.start.is_multiple_of(len) {
+            let level = len.trailing_zeros() as u8;
+            return nodes.node(NodeId {
+                level,
+                index: range.start >> level,
+            });
+        }
+        let key = (range.start, range.end);
+        if let Some(h) = self.edges.lock().ok().and_then(|m| m.get(&key).copied()) {
+            return Ok(h);
+        }
+        let h = vouch_spec::merkle::range_hash(range, nodes)?;
+        if let Ok(mut m) = self.edges.lock() {
+            if m.len() >= EDGE_RANGES {
+                m.clear();
+            }
+            m.insert(key, h);
+        }
+        Ok(h)
     }
 
     /// The store.

@@ -43,7 +43,14 @@ pub fn bundle(tree: &TreeReader, index: u64, head: &Published) -> Result<String,
 /// The inclusion proof of `index` in the tree of `size` (`index < size`,
 /// `size` at most the stored tree's).
 pub fn inclusion(tree: &TreeReader, index: u64, size: u64) -> Result<Vec<Hash>, ApiError> {
-    inclusion::prove(index, size, &tree.nodes(size)).map_err(proof_error)
+    // `inclusion::prove`, with the hashes of the ranges at the tree's
+    // right edge remembered between proofs ([`TreeReader::range_hash`]).
+    let nodes = tree.nodes(size);
+    inclusion::proof_ranges(index, size)
+        .map_err(proof_error)?
+        .into_iter()
+        .map(|r| tree.range_hash(r, &nodes).map_err(proof_error))
+        .collect()
 }
 
 /// The consistency proof from `old` to `new` (`1 ≤ old ≤ new`, `new` at

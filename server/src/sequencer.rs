@@ -743,6 +743,15 @@ mod tests {
                     inclusion::prove(i, size, &tree).unwrap(),
                     "inclusion of {i} in {size}"
                 );
+                // Twice: the second reads the right edge's ranges from the
+                // reader's memo, which holds ranges from smaller trees too.
+                for _ in 0..2 {
+                    assert_eq!(
+                        crate::proofs::inclusion(&reader, i, size).unwrap(),
+                        inclusion::prove(i, size, &tree).unwrap(),
+                        "inclusion of {i} in {size} through the range memo"
+                    );
+                }
             }
             for old in [1, size / 2, size - 1] {
                 if old >= 1 && old <= size {
