@@ -142,7 +142,8 @@ pub struct Accepted {
     pub tree_size: u64,
 }
 
-/// Why a narinfo is not accepted (the first failing step).
+/// Why a narinfo is not accepted (the first failing step). The messages
+/// leave out the store path, which the caller names (`REJECT <path>: …`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// Step 1: the log was caught forking before.
@@ -209,7 +210,7 @@ pub enum Rejection {
         transition: String,
     },
     /// Step 7: fewer than `k` trusted builders agree.
-    #[error("{path}: {agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}]){transitions}")]
+    #[error("{agreeing} trusted builder(s) attest NarHash {nar_hash}, {required} required (agreeing: [{names}]){transitions}")]
     TooFewBuilders {
         /// Store path.
         path: String,
@@ -225,9 +226,7 @@ pub enum Rejection {
         transitions: String,
     },
     /// Step 7: a trusted builder attested something else.
-    #[error(
-        "{path}: trusted builder(s) [{names}] attest a different NAR than the narinfo's {nar_hash}"
-    )]
+    #[error("trusted builder(s) [{names}] attest a different NAR than the narinfo's {nar_hash}")]
     Disagreement {
         /// Store path.
         path: String,
