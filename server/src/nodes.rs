@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use vouch_spec::hash::{Hash, HASH_LEN};
-use vouch_spec::merkle::{NodeId, NodeSource};
+use vouch_spec::inclusion::{self, ProveError};
+use vouch_spec::merkle::{subtree_node, NodeId, NodeSource};
 use vouch_spec::tile::{locate, tile_node, Tile, TileKind, TileNodes, TILE_HEIGHT};
 
 use crate::interior::interior_offset;
@@ -49,23 +50,33 @@ impl TreeReader {
         }
     }
 
+    /// `inclusion::prove` over `nodes` (a source for a tree of at least
+    /// `size`), with the right edge's range hashes remembered between
+    /// proofs ([`TreeReader::range_hash`]).
+    pub fn inclusion(
+        &self,
+        index: u64,
+        size: u64,
+        nodes: &StoredNodes<'_>,
+    ) -> Result<Vec<Hash>, ProveError<StoreError>> {
+        inclusion::proof_ranges(index, size)?
+            .into_iter()
+            .map(|r| self.range_hash(r, nodes).map_err(ProveError::Source))
+            .collect()
+    }
+
     /// `MTH(D[range])` from `nodes`. A complete subtree is one node. A
     /// range of several is hashed from them once and remembered: only a
     /// tree's right edge has such ranges in proofs, and every proof of a
     /// leaf left of the edge's split needs the same one (at 1e7 entries,
     /// half of all proofs share seven nodes' worth of reads and hashes).
-    pub fn range_hash(
+    fn range_hash(
         &self,
         range: std::ops::Range<u64>,
         nodes: &StoredNodes<'_>,
     ) -> Result<Hash, StoreError> {
-        let len = range.end.saturating_sub(range.start);
-        if len.is_power_of_two() && range.start.is_multiple_of(len) {
-            let level = len.trailing_zeros() as u8;
-            return nodes.node(NodeId {
-                level,
-                index: range.start >> level,
-            });
+        if let Some(node) = subtree_node(&range) {
+            return nodes.node(node);
         }
         let key = (range.start, range.end);
         if let Some(h) = self.edges.lock().ok().and_then(|m| m.get(&key).copied()) {

@@ -3,9 +3,9 @@
 //! and consistency proofs for the proof API. Blocking (they read the
 //! store): call from a blocking context.
 
+use vouch_spec::consistency;
 use vouch_spec::hash::Hash;
 use vouch_spec::tlog_proof;
-use vouch_spec::{consistency, inclusion};
 
 use crate::error::ApiError;
 use crate::nodes::TreeReader;
@@ -43,14 +43,8 @@ pub fn bundle(tree: &TreeReader, index: u64, head: &Published) -> Result<String,
 /// The inclusion proof of `index` in the tree of `size` (`index < size`,
 /// `size` at most the stored tree's).
 pub fn inclusion(tree: &TreeReader, index: u64, size: u64) -> Result<Vec<Hash>, ApiError> {
-    // `inclusion::prove`, with the hashes of the ranges at the tree's
-    // right edge remembered between proofs ([`TreeReader::range_hash`]).
-    let nodes = tree.nodes(size);
-    inclusion::proof_ranges(index, size)
-        .map_err(proof_error)?
-        .into_iter()
-        .map(|r| tree.range_hash(r, &nodes).map_err(proof_error))
-        .collect()
+    tree.inclusion(index, size, &tree.nodes(size))
+        .map_err(proof_error)
 }
 
 /// The consistency proof from `old` to `new` (`1 ≤ old ≤ new`, `new` at

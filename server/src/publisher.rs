@@ -321,7 +321,9 @@ impl Publisher {
                 .ok_or_else(|| {
                     PublishError::Missing(format!("entry {i} is not in its path's index"))
                 })?;
-            let proof = vouch_spec::inclusion::prove(i, head.size, &nodes)
+            let proof = self
+                .tree
+                .inclusion(i, head.size, &nodes)
                 .map_err(|e| PublishError::Missing(format!("proof of entry {i}: {e}")))?;
             let text = vouch_spec::tlog_proof::encode_parts(Some(e), i, &proof, &head.checkpoint);
             self.put(

@@ -67,6 +67,17 @@ pub fn range_nodes(range: Range<u64>) -> Vec<NodeId> {
     out
 }
 
+/// The one node whose leaves are exactly `range`, if `range` is a complete
+/// subtree (a power-of-two length at a multiple of it); then
+/// [`range_nodes`] is that node alone.
+pub fn subtree_node(range: &Range<u64>) -> Option<NodeId> {
+    let len = range.end.checked_sub(range.start)?;
+    (len.is_power_of_two() && range.start.is_multiple_of(len)).then(|| {
+        let level = len.trailing_zeros() as u8;
+        NodeId::new(level, range.start >> level)
+    })
+}
+
 /// `MTH(D[range])` from the hashes of its complete subtrees (see [`range_nodes`]).
 pub fn range_hash<S: NodeSource>(range: Range<u64>, src: &S) -> Result<Hash, S::Error> {
     let nodes = range_nodes(range);
@@ -201,5 +212,33 @@ mod tests {
             vec![NodeId::new(2, 0), NodeId::new(1, 2), NodeId::new(0, 6)]
         );
         assert_eq!(range_nodes(8..12), vec![NodeId::new(2, 2)]);
+    }
+
+    #[test]
+    fn subtree_nodes() {
+        assert_eq!(subtree_node(&(8..12)), Some(NodeId::new(2, 2)));
+        assert_eq!(subtree_node(&(7..8)), Some(NodeId::new(0, 7)));
+        assert_eq!(
+            subtree_node(&(4..12)),
+            None,
+            "eight leaves not at a multiple of 8"
+        );
+        assert_eq!(subtree_node(&(0..7)), None);
+        assert_eq!(subtree_node(&(5..5)), None);
+    }
+
+    proptest::proptest! {
+        /// A range is one node exactly when it decomposes into one.
+        #[test]
+        fn subtree_node_is_a_one_node_decomposition(level in 0u32..40, index in 0u64..1 << 20, extra in 0u64..5) {
+            // `range_nodes`' precondition: the start is a multiple of the
+            // largest power of two not above the length.
+            let len = (1u64 << level) + extra;
+            let start = index << (63 - len.leading_zeros());
+            let range = start..start + len;
+            let nodes = range_nodes(range.clone());
+            let want = (nodes.len() == 1).then(|| nodes[0]);
+            proptest::prop_assert_eq!(subtree_node(&range), want);
+        }
     }
 }
