@@ -342,7 +342,7 @@ impl Verifier {
     }
 
     fn kept(&self, origin: &str) -> Result<Kept, Rejection> {
-        self.tracker.kept(origin).map_err(tracker_error)
+        self.tracker.kept(origin).map_err(|e| self.tracker_error(e))
     }
 
     /// Steps 1–4 on checkpoint bytes shown by the log: signature, quorum,
@@ -417,7 +417,7 @@ impl Verifier {
                 .persist(&origin, kept, &keep, proof, self.log.url().base())
             {
                 Ok(e) => e,
-                Err(e) => return Verdict::failed(tracker_error(e)),
+                Err(e) => return Verdict::failed(self.tracker_error(e)),
             };
         let outcome = match outcome {
             Ok((Some(a), _)) => Ok(Acceptance {
@@ -441,6 +441,43 @@ impl Verifier {
             checkpoint_url: self.log.url().checkpoint(),
             evidence,
         }
+    }
+
+    /// What the tracker's failure means for the decision.
+    fn tracker_error(&self, e: TrackerError<StateError>) -> Rejection {
+        match e {
+            TrackerError::Store(s) => Rejection::State(s),
+            TrackerError::Fetch(f) => Rejection::Fetch(f),
+            TrackerError::Refused { origin, evidence } => {
+                self.rejection(accept::Rejection::Refused { origin }, Some(evidence))
+            }
+            TrackerError::Corrupt { origin, msg } => {
+                Rejection::Corrupt(format!("kept checkpoint of {origin}: {msg}"))
+            }
+            TrackerError::Fork(f) => self.rejection(
+                accept::Rejection::Fork {
+                    origin: f.origin.clone(),
+                    old_size: f.old_size,
+                    new_size: f.new_size,
+                    why: f.why.clone(),
+                },
+                None,
+            ),
+        }
+    }
+
+    /// The entry a published tlog-proof (the `i`th given) carries in its
+    /// `extra` line: a proof without one proves nothing here.
+    fn bundle_entry<'b>(&self, i: usize, b: &'b TlogProof) -> Result<&'b Vec<u8>, Rejection> {
+        b.extra.as_ref().ok_or_else(|| {
+            self.rejection(
+                accept::Rejection::BadEntry {
+                    index: b.index,
+                    msg: format!("tlog-proof {i}: no entry in the extra line"),
+                },
+                None,
+            )
+        })
     }
 
     /// Fetches and verifies the log's checkpoint (signature, fresh quorum,
@@ -649,7 +686,7 @@ impl Verifier {
     pub fn verdict_offline(&self, narinfo: &NarInfo, bundles: &[TlogProof]) -> Verdict {
         let mut shown = Shown::default();
         for (i, b) in bundles.iter().enumerate() {
-            let extra = match bundle_entry(i, b) {
+            let extra = match self.bundle_entry(i, b) {
                 Ok(e) => e,
                 Err(e) => return Verdict::failed(e),
             };
@@ -741,7 +778,7 @@ impl Verifier {
         let tiles = self.tile_cache(&kept, &shown);
         let mut fetched = Vec::new();
         for (i, b) in bundles.iter().enumerate() {
-            let extra = match bundle_entry(i, b) {
+            let extra = match self.bundle_entry(i, b) {
                 Ok(e) => e,
                 Err(e) => return Verdict::failed(e),
             };
@@ -816,19 +853,6 @@ impl Verifier {
     }
 }
 
-/// The entry a published tlog-proof (the `i`th given) carries in its
-/// `extra` line: a proof without one proves nothing here.
-fn bundle_entry(i: usize, b: &TlogProof) -> Result<&Vec<u8>, Rejection> {
-    b.extra.as_ref().ok_or_else(|| Rejection::Rule {
-        why: Box::new(accept::Rejection::BadEntry {
-            index: b.index,
-            msg: format!("tlog-proof {i}: no entry in the extra line"),
-        }),
-        checkpoint_url: String::new(),
-        evidence: None,
-    })
-}
-
 fn origin_of(kept: &Kept, shown: &Shown) -> String {
     shown
         .checkpoint
@@ -842,29 +866,4 @@ fn origin_of(kept: &Kept, shown: &Shown) -> String {
             })
         })
         .unwrap_or_default()
-}
-
-fn tracker_error(e: TrackerError<StateError>) -> Rejection {
-    match e {
-        TrackerError::Store(s) => Rejection::State(s),
-        TrackerError::Fetch(f) => Rejection::Fetch(f),
-        TrackerError::Refused { origin, evidence } => Rejection::Rule {
-            why: Box::new(accept::Rejection::Refused { origin }),
-            checkpoint_url: String::new(),
-            evidence: Some(evidence),
-        },
-        TrackerError::Corrupt { origin, msg } => {
-            Rejection::Corrupt(format!("kept checkpoint of {origin}: {msg}"))
-        }
-        TrackerError::Fork(f) => Rejection::Rule {
-            why: Box::new(accept::Rejection::Fork {
-                origin: f.origin.clone(),
-                old_size: f.old_size,
-                new_size: f.new_size,
-                why: f.why.clone(),
-            }),
-            checkpoint_url: String::new(),
-            evidence: None,
-        },
-    }
 }
