@@ -543,11 +543,22 @@ impl HttpClient {
                     err,
                 });
         }
-        let mut req = self.agent(url)?.get(url);
-        if let Some(t) = body_timeout {
-            req = req.config().timeout_recv_body(Some(t)).build();
-        }
-        let resp = req.call().map_err(|e| classify(url, e))?;
+        let agent = self.agent(url)?;
+        let mut attempt = 1;
+        let resp = loop {
+            let mut req = agent.get(url);
+            if let Some(t) = body_timeout {
+                req = req.config().timeout_recv_body(Some(t)).build();
+            }
+            match req.call() {
+                Ok(resp) => break resp,
+                Err(e) if attempt < GET_ATTEMPTS && closed_before_answering(&e) => {
+                    tracing::debug!(url, attempt, error = %e, "connection closed before an answer; retrying the GET");
+                    attempt += 1;
+                }
+                Err(e) => return Err(classify(url, e)),
+            }
+        };
         let resp = check_status(url, resp)?;
         Ok(Box::new(resp.into_body().into_reader()))
     }
@@ -681,6 +692,25 @@ fn tls_problem(e: &rustls::Error) -> TlsProblem {
         }
         other => TlsProblem::Other(other.to_string()),
     }
+}
+
+/// Tries of one GET whose connection the server closed before any answer
+/// (RFC 9112 §9.3.1): enough to get past every stale connection in a small
+/// pool without hiding a server that closes every connection it takes.
+const GET_ATTEMPTS: u32 = 4;
+
+/// Whether the connection ended before any byte of an answer arrived: most
+/// often a kept-alive connection that the server closed (idle, or at its
+/// maximum age) just as this request went out on it, which is not the
+/// server's answer and which an idempotent request may simply repeat.
+fn closed_before_answering(e: &ureq::Error) -> bool {
+    matches!(e, ureq::Error::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    ))
 }
 
 /// Maps ureq's error to ours, finding rustls's reason inside I/O errors.
@@ -834,6 +864,61 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A server that answers one request per connection and then closes
+    /// the kept-alive connection as the next request arrives (as a server
+    /// does at a connection's maximum age): every GET still succeeds, on a
+    /// new connection. A server that closes every connection unanswered is
+    /// still an error, after [`GET_ATTEMPTS`] tries.
+    #[test]
+    fn a_get_on_a_connection_closed_before_answering_is_repeated() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::TcpListener;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        fn read_request(r: &mut BufReader<std::net::TcpStream>) -> bool {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(_) if line == "\r\n" => return true,
+                    Ok(_) => {}
+                }
+            }
+        }
+        const ANSWERING: u32 = 3;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU32::new(0));
+        let counted = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                let Ok(read) = stream.try_clone() else { return };
+                let mut r = BufReader::new(read);
+                if n <= ANSWERING && read_request(&mut r) {
+                    let mut w = stream;
+                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+                // The next request on this connection is read and dropped.
+                read_request(&mut r);
+            }
+        });
+        let client = HttpClient::new(&HttpSettings::default(), ProxyEnv::default()).unwrap();
+        let url = format!("http://{addr}/x");
+        for _ in 0..ANSWERING {
+            assert_eq!(client.get(&url, 10).unwrap(), b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), ANSWERING);
+        // The last answering connection, then new ones, all closed.
+        let e = client.get(&url, 10).unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            ANSWERING + GET_ATTEMPTS - 1
+        );
     }
 
     #[test]
