@@ -3,6 +3,14 @@
 //! entries ending at that size), lookups with proofs, offline proof
 //! verification, the substituter's added latency, disk per entry and the
 //! log's CPU and memory. One JSON object per size goes to `--out`.
+//!
+//! Ingest is measured right after the fill, with whatever background work
+//! the fill left (a log taking submissions is never idle); lookups are
+//! measured once right after, and then, for the median, once the log is idle
+//! ([`settle`]), as a log serving reads between bursts of submissions
+//! mostly is. The first run reads through caches cold for what the fill
+//! wrote (a log restarted on an idle store shows the same first run), so
+//! it is reported apart.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +41,14 @@ pub struct Point {
     pub ack_p99_median_ms: f64,
     /// Median ingest as a fraction of the machine's batch-verification ceiling (all cores).
     pub ingest_over_verify_ceiling: f64,
+    /// Seconds waited after the ingest windows for the log to go idle
+    /// (its compactions done) before the lookups.
+    #[serde(default)]
+    pub settle_secs: f64,
+    /// Lookups per second in one run right after the ingest windows, before
+    /// [`settle`]: reads through caches still cold for the fill.
+    #[serde(default)]
+    pub lookups_first_per_sec: f64,
     /// Each lookup run.
     pub lookups: Vec<LookupReport>,
     /// Median lookups-with-proof per second.
@@ -118,6 +134,24 @@ fn monitor_catch_up(
         peak_rss,
         disk_bytes_per_entry: sys::disk_bytes(state) as f64 / size as f64,
     })
+}
+
+/// Waits until process `pid` uses less than a tenth of a core over 5 s
+/// (RocksDB's flushes and compactions after a fill are done), at most 15
+/// minutes; returns the seconds waited.
+fn settle(pid: u32) -> f64 {
+    const SAMPLE: Duration = Duration::from_secs(5);
+    let t = Instant::now();
+    let mut before = sys::cpu_secs(pid).unwrap_or(0.0);
+    while t.elapsed() < Duration::from_secs(900) {
+        std::thread::sleep(SAMPLE);
+        let now = sys::cpu_secs(pid).unwrap_or(0.0);
+        if now - before < 0.1 * SAMPLE.as_secs_f64() {
+            break;
+        }
+        before = now;
+    }
+    t.elapsed().as_secs_f64()
 }
 
 /// Settings for a scale run.
@@ -280,6 +314,10 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             size += n;
             windows.push(r);
         }
+        let first = reads::lookups(&log.url, size, o.lookup_connections, o.lookup_secs)?;
+        eprintln!("  first lookups {:.0}/s", first.per_sec);
+        let settle_secs = settle(pid);
+        eprintln!("  log idle after {settle_secs:.0} s");
         let mut lookups = Vec::new();
         for _ in 0..o.reps {
             let l = reads::lookups(&log.url, size, o.lookup_connections, o.lookup_secs)?;
@@ -324,6 +362,8 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             ),
             ack_p99_median_ms: sys::median(windows.iter().map(|w| w.ack_p99_ms).collect()),
             ingest_over_verify_ceiling: ingest_median / verify_ceiling,
+            settle_secs,
+            lookups_first_per_sec: first.per_sec,
             lookups_median_per_sec: sys::median(lookups.iter().map(|l| l.per_sec).collect()),
             http_ceiling_per_sec: http_ceiling,
             ingest: windows,
