@@ -396,12 +396,9 @@ async fn sequence_body(
     // Held until the sequencer has logged the entries, so bodies being
     // read and jobs queued together stay within the memory budget.
     let (bytes, _reserved) = st.admission.read_body(body).await?;
-    let verifying = st
-        .verifiers
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::unavailable("the log is shutting down; entries were not logged", 5))?;
+    let verifying = st.verifiers.clone().acquire_owned().await.map_err(|_| {
+        ApiError::unavailable("the log is shutting down; entries were not logged", 5)
+    })?;
     let st2 = st.clone();
     let prepared = tokio::task::spawn_blocking(move || {
         let _verifying = verifying;
