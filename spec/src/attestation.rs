@@ -563,18 +563,6 @@ impl<'a> Lines<'a> {
     }
 }
 
-/// Whether `b` holds a control character other than the newline (C0 or
-/// DEL). Each 64-byte block is checked without an early exit so that it
-/// compiles to vector compares; a byte-at-a-time `any` cost 2 % of the
-/// log's CPU under ingest (BENCHMARKS.md, issue 18, twelfth session).
-fn has_control(b: &[u8]) -> bool {
-    b.chunks(64).any(|block| {
-        block.iter().fold(false, |bad, &c| {
-            bad | ((c < 0x20) & (c != b'\n')) | (c == 0x7f)
-        })
-    })
-}
-
 fn parse_lines(data: &[u8], max: usize) -> Result<Entry, AttestationError> {
     if data.len() > max {
         return Err(AttestationError::TooLarge {
@@ -582,10 +570,7 @@ fn parse_lines(data: &[u8], max: usize) -> Result<Entry, AttestationError> {
             max,
         });
     }
-    let text = std::str::from_utf8(data).map_err(|_| AttestationError::NotText)?;
-    if !text.ends_with('\n') || has_control(data) {
-        return Err(AttestationError::NotText);
-    }
+    let text = crate::text::line_text(data).ok_or(AttestationError::NotText)?;
     let mut lines = Lines {
         rest: text[..text.len() - 1].split('\n').peekable(),
         taken: 0,
@@ -900,23 +885,6 @@ mod tests {
     }
 
     proptest! {
-        /// The block-wise scan finds exactly the bytes the byte-wise
-        /// definition finds, wherever they sit in a block.
-        #[test]
-        fn control_scan_is_the_definition(b in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let plain = b.iter().any(|&c| (c < 0x20 && c != b'\n') || c == 0x7f);
-            prop_assert_eq!(has_control(&b), plain);
-        }
-
-        #[test]
-        fn control_scan_finds_one_byte(len in 1usize..200, at in any::<prop::sample::Index>(), c in prop_oneof![0u8..0x0a, 0x0bu8..0x20, Just(0x7fu8)]) {
-            let mut b = vec![b'a'; len];
-            b[at.index(len)] = c;
-            prop_assert!(has_control(&b));
-            b[at.index(len)] = b'\n';
-            prop_assert!(!has_control(&b));
-        }
-
         #[test]
         fn encoding_is_the_plain_definition(
             hashes in proptest::collection::vec("[0-9a-df-np-sv-z]{32}", 1..6),

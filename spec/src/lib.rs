@@ -59,6 +59,7 @@ pub mod note;
 pub mod policy;
 pub mod refused;
 pub mod subtree;
+mod text;
 pub mod tile;
 pub mod tlog_proof;
 pub mod tracker;

@@ -145,10 +145,7 @@ impl Transition {
         if data.len() > MAX_TRANSITION_LEN {
             return Err(TransitionError::TooLarge(data.len()));
         }
-        let text = std::str::from_utf8(data).map_err(|_| TransitionError::NotText)?;
-        if !text.ends_with('\n') || text.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f) {
-            return Err(TransitionError::NotText);
-        }
+        let text = crate::text::line_text(data).ok_or(TransitionError::NotText)?;
         let lines: Vec<&str> = text[..text.len() - 1].split('\n').collect();
         let line = |i: usize, prefix: &str, expected: &'static str| {
             lines

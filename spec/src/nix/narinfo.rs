@@ -111,10 +111,7 @@ impl NarInfo {
         if data.len() > MAX_NARINFO_LEN {
             return Err(NarInfoError::TooLarge(data.len()));
         }
-        let text = std::str::from_utf8(data).map_err(|_| NarInfoError::NotText)?;
-        if !text.ends_with('\n') || text.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f) {
-            return Err(NarInfoError::NotText);
-        }
+        let text = crate::text::line_text(data).ok_or(NarInfoError::NotText)?;
         let mut fields: std::collections::HashMap<&'static str, &str> = Default::default();
         let mut sigs = Vec::new();
         let mut extra = Vec::new();
