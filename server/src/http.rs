@@ -61,13 +61,8 @@ pub struct AppState {
     pub settings: Settings,
     registry: Arc<Registry>,
     requests: Family<Vec<(String, String)>, Counter>,
-    /// One permit per core: how many submissions are parsed and verified
-    /// at once. Each takes milliseconds of CPU; handed to the blocking
-    /// pool all at once, 32 submissions ran as 32 threads time-slicing
-    /// two cores, each evicting the others' working set and faulting in
-    /// memory of its own (BENCHMARKS.md, issue 18, twelfth session). The
-    /// others wait here, as async tasks, holding no thread.
-    verifiers: Arc<tokio::sync::Semaphore>,
+    /// Where submissions are parsed and verified, one per core at a time.
+    verifiers: crate::verify::Verifiers,
 }
 
 impl AppState {
@@ -87,9 +82,8 @@ impl AppState {
             "HTTP responses by route and status.",
             requests.clone(),
         );
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         AppState {
-            verifiers: Arc::new(tokio::sync::Semaphore::new(cores)),
+            verifiers: crate::verify::Verifiers::per_core(),
             heads,
             tree,
             sequencer,
@@ -396,15 +390,8 @@ async fn sequence_body(
     // Held until the sequencer has logged the entries, so bodies being
     // read and jobs queued together stay within the memory budget.
     let (bytes, _reserved) = st.admission.read_body(body).await?;
-    let verifying = st.verifiers.clone().acquire_owned().await.map_err(|_| {
-        ApiError::unavailable("the log is shutting down; entries were not logged", 5)
-    })?;
     let st2 = st.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        let _verifying = verifying;
-        prepare(&st2, &bytes)
-    })
-    .await??;
+    let prepared = st.verifiers.run(move || prepare(&st2, &bytes)).await??;
     let n = prepared.len();
     let assigned = st
         .sequencer

@@ -17,6 +17,50 @@ use crate::error::ApiError;
 use crate::sequencer::{Indexed, Prepared};
 use vouch_spec::transition::Transition;
 
+/// Runs the verify step of submissions on the blocking pool, at most one
+/// per permit at a time (one per core in the log). Each takes milliseconds
+/// of CPU; handed to the blocking pool all at once, 32 submissions ran as
+/// 32 threads time-slicing two cores, each evicting the others' working
+/// set and faulting in memory of its own (BENCHMARKS.md, issue 18, twelfth
+/// session). The others wait as async tasks, holding no thread.
+#[derive(Clone, Debug)]
+pub struct Verifiers(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Verifiers {
+    /// At most `permits` (at least one) at a time.
+    pub fn new(permits: usize) -> Verifiers {
+        Verifiers(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            permits.max(1),
+        )))
+    }
+
+    /// One at a time per core this process may use.
+    pub fn per_core() -> Verifiers {
+        Verifiers::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// `work`'s result, once a permit was free and `work` ran on the
+    /// blocking pool holding it.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        // Nothing closes the semaphore: failing to acquire is the log's
+        // own fault.
+        let permit = self
+            .0
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::Internal(format!("the verification queue failed: {e}")))?;
+        Ok(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await?)
+    }
+}
+
 /// Splits a submission body into attestations at each header line: the
 /// body starts with one, and every other line that is exactly the header
 /// starts the next attestation.
@@ -36,10 +80,10 @@ fn split_attestations(body: &[u8]) -> Result<Vec<&[u8]>, ApiError> {
     // after each match, not after its end.
     let needle = format!("\n{header}");
     let finder = memchr::memmem::Finder::new(needle.as_bytes());
-    let mut starts = vec![0usize];
-    while let Some(i) = finder.find(&body[starts[starts.len() - 1]..]) {
-        let start = starts[starts.len() - 1] + i + 1;
-        starts.push(start);
+    let (mut starts, mut at) = (vec![0usize], 0);
+    while let Some(i) = finder.find(&body[at..]) {
+        at += i + 1;
+        starts.push(at);
     }
     starts.push(body.len());
     Ok(starts.windows(2).map(|w| &body[w[0]..w[1]]).collect())
@@ -143,6 +187,32 @@ pub fn transition(body: &[u8]) -> Result<Prepared, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verifiers_run_at_most_their_permits_at_once() {
+        let v = Verifiers::new(2);
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (v, now, most) = (v.clone(), now.clone(), most.clone());
+                tokio::spawn(async move {
+                    v.run(move || {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(30));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn splits_concatenated_attestations() {
