@@ -1,7 +1,9 @@
 //! The one way Vouch replaces a file: write a new file beside it, fsync
 //! it, rename it over the old one, fsync the directory. A crash at any
-//! moment leaves the old contents or the new, never a mix, and once
-//! [`write`] returns the new contents survive power loss. Every writer of
+//! moment leaves the old contents or the new, never a mix (perhaps with a
+//! hidden temporary `.<name>.<pid>.<n>.tmp` beside them, which a reader
+//! listing the directory must skip), and once [`write`] returns the new
+//! contents survive power loss. Every writer of
 //! state uses it: the client's kept checkpoints and tile cache, the
 //! witness's cosigned checkpoints, the spool, and resumable progress files.
 

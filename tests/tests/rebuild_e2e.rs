@@ -103,10 +103,17 @@ impl World {
             .collect()
     }
 
+    /// The recorded outcomes: `done/<drv>.json`. A rebuilder killed while
+    /// recording may leave its hidden temporary file (`.<name>.<pid>.<n>.tmp`)
+    /// beside them; that is not a record, and the rebuilder never reads it.
     fn done(&self) -> Vec<Value> {
         std::fs::read_dir(self.dir.join("state-b/done"))
             .map(|d| {
                 d.flatten()
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        !name.starts_with('.') && name.ends_with(".json")
+                    })
                     .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
                     .collect()
             })
