@@ -218,6 +218,7 @@ fn main() -> anyhow::Result<()> {
             let (mut rates, mut ceilings, mut p99) = (Vec::new(), Vec::new(), Vec::new());
             let (mut client, mut server) = (Vec::new(), Vec::new());
             let (mut ceiling_client, mut ceiling_server) = (Vec::new(), Vec::new());
+            let mut faults = Vec::new();
             let me = std::process::id();
             for _ in 0..reps.max(1) {
                 let (c0, s0, t0) = (
@@ -225,8 +226,12 @@ fn main() -> anyhow::Result<()> {
                     pid.and_then(sys::cpu_secs),
                     std::time::Instant::now(),
                 );
+                let f0 = pid.and_then(sys::major_faults);
                 let r = reads::lookups(log, size.max(1), connections, secs)?;
                 let wall = t0.elapsed().as_secs_f64();
+                if let (Some(a), Some(b)) = (f0, pid.and_then(sys::major_faults)) {
+                    faults.push(b.saturating_sub(a));
+                }
                 if let (Some(a), Some(b)) = (c0, sys::cpu_secs(me)) {
                     client.push((b - a) / wall);
                 }
@@ -266,6 +271,7 @@ fn main() -> anyhow::Result<()> {
                     "log_cpu_cores": server,
                     "ceiling_log_cpu_cores": ceiling_server,
                     "ceiling_client_cpu_cores": ceiling_client,
+                    "log_major_faults": faults,
                 }))?
             );
         }

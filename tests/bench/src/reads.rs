@@ -23,6 +23,10 @@ pub struct LookupReport {
     pub p99_ms: f64,
     /// Concurrent connections used.
     pub connections: usize,
+    /// The log's major page faults during the run, where its process was
+    /// known: nonzero means some lookups waited for the disk.
+    #[serde(default)]
+    pub log_major_faults: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +130,7 @@ pub fn lookups(
         p50_ms: sys::quantile(&mut lat, 0.5),
         p99_ms: sys::quantile(&mut lat, 0.99),
         connections,
+        log_major_faults: None,
     })
 }
 

@@ -49,6 +49,9 @@ pub struct Point {
     /// [`settle`]: reads through caches still cold for the fill.
     #[serde(default)]
     pub lookups_first_per_sec: f64,
+    /// The log's major page faults during that first run.
+    #[serde(default)]
+    pub lookups_first_major_faults: Option<u64>,
     /// Each lookup run.
     pub lookups: Vec<LookupReport>,
     /// Median lookups-with-proof per second.
@@ -314,14 +317,30 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             size += n;
             windows.push(r);
         }
-        let first = reads::lookups(&log.url, size, o.lookup_connections, o.lookup_secs)?;
-        eprintln!("  first lookups {:.0}/s", first.per_sec);
+        let lookups_run = || -> anyhow::Result<LookupReport> {
+            let before = sys::major_faults(pid);
+            let mut l = reads::lookups(&log.url, size, o.lookup_connections, o.lookup_secs)?;
+            l.log_major_faults = before
+                .zip(sys::major_faults(pid))
+                .map(|(a, b)| b.saturating_sub(a));
+            Ok(l)
+        };
+        let first = lookups_run()?;
+        eprintln!(
+            "  first lookups {:.0}/s, {} major faults",
+            first.per_sec,
+            first.log_major_faults.unwrap_or(0)
+        );
         let settle_secs = settle(pid);
         eprintln!("  log idle after {settle_secs:.0} s");
         let mut lookups = Vec::new();
         for _ in 0..o.reps {
-            let l = reads::lookups(&log.url, size, o.lookup_connections, o.lookup_secs)?;
-            eprintln!("  lookups {:.0}/s", l.per_sec);
+            let l = lookups_run()?;
+            eprintln!(
+                "  lookups {:.0}/s, {} major faults",
+                l.per_sec,
+                l.log_major_faults.unwrap_or(0)
+            );
             lookups.push(l);
         }
         let http_ceiling = reads::http_ceiling(&log.url, o.lookup_connections, o.lookup_secs)?;
@@ -364,6 +383,7 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             ingest_over_verify_ceiling: ingest_median / verify_ceiling,
             settle_secs,
             lookups_first_per_sec: first.per_sec,
+            lookups_first_major_faults: first.log_major_faults,
             lookups_median_per_sec: sys::median(lookups.iter().map(|l| l.per_sec).collect()),
             http_ceiling_per_sec: http_ceiling,
             ingest: windows,

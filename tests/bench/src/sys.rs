@@ -14,6 +14,17 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Major page faults of process `pid` so far: reads of its mapped files
+/// that had to wait for the disk (`majflt` in `/proc/<pid>/stat`). The log
+/// reads its table files through a mapping, so a lookup run with many is
+/// measuring the disk, not the log (BENCHMARKS.md, thirteenth session).
+pub fn major_faults(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // majflt is field 12 of the whole line, 10 here.
+    rest.split(' ').nth(9)?.parse().ok()
+}
+
 /// CPU seconds the whole machine spent outside idle and I/O wait so far,
 /// all cores together (`/proc/stat`).
 pub fn machine_busy_secs() -> Option<f64> {
