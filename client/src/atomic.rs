@@ -3,9 +3,9 @@
 //! moment leaves the old contents or the new, never a mix (perhaps with a
 //! hidden temporary `.<name>.<pid>.<n>.tmp` beside them, which a reader
 //! listing the directory must skip), and once [`write`] returns the new
-//! contents survive power loss. Every writer of
-//! state uses it: the client's kept checkpoints and tile cache, the
-//! witness's cosigned checkpoints, the spool, and resumable progress files.
+//! contents survive power loss. Every writer of state uses it: the client's
+//! kept checkpoints and tile cache, the witness's cosigned checkpoints, the
+//! spool, and resumable progress files.
 
 use std::io::Write;
 use std::path::Path;

@@ -110,11 +110,9 @@ impl World {
         std::fs::read_dir(self.dir.join("state-b/done"))
             .map(|d| {
                 d.flatten()
-                    .filter(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        !name.starts_with('.') && name.ends_with(".json")
-                    })
-                    .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
                     .collect()
             })
             .unwrap_or_default()

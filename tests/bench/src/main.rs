@@ -226,12 +226,9 @@ fn main() -> anyhow::Result<()> {
                     pid.and_then(sys::cpu_secs),
                     std::time::Instant::now(),
                 );
-                let f0 = pid.and_then(sys::major_faults);
-                let r = reads::lookups(log, size.max(1), connections, secs)?;
+                let r = reads::lookups(log, size.max(1), connections, secs, pid)?;
                 let wall = t0.elapsed().as_secs_f64();
-                if let (Some(a), Some(b)) = (f0, pid.and_then(sys::major_faults)) {
-                    faults.push(b.saturating_sub(a));
-                }
+                faults.extend(r.log_major_faults);
                 if let (Some(a), Some(b)) = (c0, sys::cpu_secs(me)) {
                     client.push((b - a) / wall);
                 }

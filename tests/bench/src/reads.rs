@@ -87,18 +87,21 @@ fn hammer(
 const MAX_ANSWER: u64 = 1 << 20;
 
 /// Looks up random paths among entries `0..size` for `secs` seconds from
-/// `connections` connections, each answer carrying a tlog-proof per entry.
+/// `connections` connections, each answer carrying a tlog-proof per entry;
+/// with the log's process `pid`, counts its major page faults meanwhile.
 pub fn lookups(
     log: &str,
     size: u64,
     connections: usize,
     secs: f64,
+    pid: Option<u32>,
 ) -> anyhow::Result<LookupReport> {
     thread_local! {
         /// Each connection's URL and answer buffers, reused from lookup to
         /// lookup: the generator shares the log's cores.
         static BUFS: std::cell::RefCell<(String, Vec<u8>)> = Default::default();
     }
+    let faults_before = pid.and_then(sys::major_faults);
     let (mut lat, wall) = hammer(connections, secs, |agent, rng| {
         let i = rng.below(size);
         BUFS.with_borrow_mut(|(url, body)| {
@@ -130,7 +133,9 @@ pub fn lookups(
         p50_ms: sys::quantile(&mut lat, 0.5),
         p99_ms: sys::quantile(&mut lat, 0.99),
         connections,
-        log_major_faults: None,
+        log_major_faults: faults_before
+            .zip(pid.and_then(sys::major_faults))
+            .map(|(a, b)| b.saturating_sub(a)),
     })
 }
 

@@ -6,8 +6,8 @@
 //!
 //! Ingest is measured right after the fill, with whatever background work
 //! the fill left (a log taking submissions is never idle). Every size has
-//! a fill, the first one too: at least a tenth of the size goes in
-//! unmeasured, so no window includes the log's start-up (its first
+//! a fill, the first one too: at least a tenth of the way from the previous
+//! size goes in unmeasured, so no window includes the log's start-up (its first
 //! connections, threads and memory), which at 1e5 was the whole first
 //! window of a 0.7-second measurement. Lookups are
 //! measured once right after, and then, for the median, once the log is idle
@@ -275,9 +275,11 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
     let mut monitored = 0u64;
     let verify_ceiling = ceil.ed25519_batch256 * ceil.cores as f64;
     for &target in &o.sizes {
-        // At most nine tenths of the way from the previous size: the rest
-        // is the fill, which also starts the log up at the first size.
-        let measured = (o.window * o.reps as u64).min((target - size) / 10 * 9);
+        // A tenth of the way from the previous size (rounded down) is
+        // always filled unmeasured, which also starts the log up at the
+        // first size.
+        let step = target - size;
+        let measured = (o.window * o.reps as u64).min(step - step / 10);
         let fill_to = target - measured;
         let t = Instant::now();
         if fill_to > size {
@@ -323,13 +325,14 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             size += n;
             windows.push(r);
         }
-        let lookups_run = || -> anyhow::Result<LookupReport> {
-            let before = sys::major_faults(pid);
-            let mut l = reads::lookups(&log.url, size, o.lookup_connections, o.lookup_secs)?;
-            l.log_major_faults = before
-                .zip(sys::major_faults(pid))
-                .map(|(a, b)| b.saturating_sub(a));
-            Ok(l)
+        let lookups_run = || {
+            reads::lookups(
+                &log.url,
+                size,
+                o.lookup_connections,
+                o.lookup_secs,
+                Some(pid),
+            )
         };
         let first = lookups_run()?;
         eprintln!(

@@ -3,26 +3,30 @@
 
 use std::path::Path;
 
+/// The fields of `/proc/<pid>/stat` after the command name (which is in
+/// parentheses and may hold spaces): field `k` of the whole line is at
+/// index `k - 3` here.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split(' ').map(str::to_string).collect())
+}
+
 /// User + system CPU seconds of process `pid` so far.
 pub fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    let f = stat_fields(pid)?;
+    // utime and stime are fields 14 and 15 of the whole line.
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
 }
 
 /// Major page faults of process `pid` so far: reads of its mapped files
-/// that had to wait for the disk (`majflt` in `/proc/<pid>/stat`). The log
-/// reads its table files through a mapping, so a lookup run with many is
-/// measuring the disk, not the log (BENCHMARKS.md, thirteenth session).
+/// that had to wait for the disk (`majflt`, field 12 of
+/// `/proc/<pid>/stat`). The log reads its table files through a mapping,
+/// so a lookup run with many is measuring the disk, not the log
+/// (BENCHMARKS.md, thirteenth session).
 pub fn major_faults(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // majflt is field 12 of the whole line, 10 here.
-    rest.split(' ').nth(9)?.parse().ok()
+    stat_fields(pid)?.get(9)?.parse().ok()
 }
 
 /// CPU seconds the whole machine spent outside idle and I/O wait so far,
