@@ -22,6 +22,10 @@
 //! and an entry bundle is a range scan over them. Stores created before
 //! that family keep their older entries in the default one, and still
 //! read; once opened by this version, earlier versions cannot open them.
+//! The path index is one record per store path holding its entries'
+//! indexes, which a lookup reads with one point read and each commit
+//! extends; stores created before keep one key per path and index, read
+//! with a prefix scan (see [`LAYOUT_KEY`]).
 
 use std::path::Path;
 
@@ -274,6 +278,30 @@ fn path_key(hash_part: &[u8; 32], index: u64) -> [u8; 41] {
     indexed_key(b'p', hash_part, index)
 }
 
+/// The key of a store path's index list (in [`LISTS_LAYOUT`] stores):
+/// its value is the indexes of the path's entries, ascending, 8 bytes
+/// big-endian each.
+fn path_list_key(hash_part: &[u8; 32]) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b'q';
+    k[1..].copy_from_slice(hash_part);
+    k
+}
+
+/// The indexes in a path list record.
+fn decode_list(hash_part: &[u8; 32], v: &[u8]) -> Result<Vec<u64>, StoreError> {
+    if v.is_empty() || !v.len().is_multiple_of(8) {
+        return Err(StoreError::Corrupt(format!(
+            "the index list of store path {} is {} bytes",
+            String::from_utf8_lossy(hash_part),
+            v.len()
+        )));
+    }
+    Ok(v.chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
+        .collect())
+}
+
 /// `tag ‖ id ‖ index`: one index record (store path or transition key).
 fn indexed_key(tag: u8, id: &[u8; 32], index: u64) -> [u8; 41] {
     let mut k = [0u8; 41];
@@ -317,6 +345,8 @@ pub struct RocksStore {
     /// the default one: true for stores created before it (no
     /// [`LAYOUT_KEY`]), whose readers then look there too.
     legacy_entries: bool,
+    /// The path index is kept as lists ([`LISTS_LAYOUT`]).
+    path_lists: bool,
 }
 
 struct Db {
@@ -401,9 +431,19 @@ fn options() -> rocksdb::Options {
 /// log's CPU under ingest at 1e7 (BENCHMARKS.md).
 const ENTRIES_CF: &str = "entries";
 
-/// Present (value `2`) in stores created with [`ENTRIES_CF`]: all their
-/// entries are there.
+/// Present in stores created since [`ENTRIES_CF`] (all their entries are
+/// there): value `2`, or [`LISTS_LAYOUT`] for stores whose path index is
+/// kept as lists. A store keeps the layout it was created with; earlier
+/// versions cannot read a store of a later layout.
 const LAYOUT_KEY: &[u8] = b"L";
+
+/// The layout whose path index is one record per store path, the list of
+/// its entries' indexes ([`path_list_key`]), read with one point read;
+/// earlier layouts have one key per (path, index) ([`path_key`]), read
+/// with a prefix scan. A scan builds an iterator over every level and
+/// level-0 file; a point read stops at the one file whose Bloom filter and
+/// key range hold the key (BENCHMARKS.md, issue 18).
+const LISTS_LAYOUT: u8 = 3;
 
 fn entries_options() -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
@@ -450,16 +490,19 @@ impl RocksStore {
         let db = open_db(dir)?;
         let mut layout = db.get(LAYOUT_KEY).map_err(db_err)?;
         if layout.is_none() && db.get(STATE_KEY).map_err(db_err)?.is_none() {
-            // A new store: every entry goes to its own column family.
+            // A new store: every entry goes to its own column family, and
+            // the path index is kept as lists.
             let mut wo = rocksdb::WriteOptions::default();
             wo.set_sync(true);
-            db.put_opt(LAYOUT_KEY, [2], &wo).map_err(db_err)?;
-            layout = Some(vec![2]);
+            db.put_opt(LAYOUT_KEY, [LISTS_LAYOUT], &wo)
+                .map_err(db_err)?;
+            layout = Some(vec![LISTS_LAYOUT]);
         }
         Ok(RocksStore {
             dir: dir.to_path_buf(),
             db: std::sync::RwLock::new(Db { db, writable: true }),
             legacy_entries: layout.is_none(),
+            path_lists: layout.as_deref() == Some(&[LISTS_LAYOUT]),
         })
     }
 
@@ -519,10 +562,14 @@ impl Store for RocksStore {
         for (k, i) in &leaves {
             batch.put(k, i.to_be_bytes());
         }
-        let mut paths: Vec<[u8; 41]> = c.paths.iter().map(|(p, i)| path_key(p, *i)).collect();
-        paths.sort_unstable();
-        for k in &paths {
-            batch.put(k, []);
+        if self.path_lists {
+            path_lists(&g.db, &c.paths, &mut batch)?;
+        } else {
+            let mut paths: Vec<[u8; 41]> = c.paths.iter().map(|(p, i)| path_key(p, *i)).collect();
+            paths.sort_unstable();
+            for k in &paths {
+                batch.put(k, []);
+            }
         }
         for (d, list) in &c.references {
             batch.put(refs_key(d), list);
@@ -744,7 +791,14 @@ impl Reads for RocksStore {
     }
 
     fn path_indexes(&self, hash_part: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
-        self.indexes(path_key(hash_part, 0))
+        if !self.path_lists {
+            return self.indexes(path_key(hash_part, 0));
+        }
+        let g = self.db()?;
+        let list =
+            g.db.get_pinned_opt(path_list_key(hash_part), &answer_reads())
+                .map_err(db_err)?;
+        list.map_or(Ok(Vec::new()), |v| decode_list(hash_part, &v))
     }
 
     fn key_indexes(&self, key: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
@@ -754,6 +808,49 @@ impl Reads for RocksStore {
     fn references(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db()?.db.get(refs_key(digest)).map_err(db_err)
     }
+}
+
+/// Puts into `batch` the index list of every store path in `paths`: the
+/// stored list with this commit's indexes appended. Reads what earlier
+/// commits stored, so commits must come one at a time (the sequencer's).
+fn path_lists(
+    db: &rocksdb::DB,
+    paths: &[([u8; 32], u64)],
+    batch: &mut rocksdb::WriteBatch,
+) -> Result<(), StoreError> {
+    let mut lists: std::collections::BTreeMap<&[u8; 32], Vec<u64>> = Default::default();
+    for (p, i) in paths {
+        lists.entry(p).or_default().push(*i);
+    }
+    // Sorted keys: each memtable insert starts near the one before.
+    let keys: Vec<[u8; 33]> = lists.keys().map(|p| path_list_key(p)).collect();
+    let stored = db.batched_multi_get_cf_opt(
+        db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| StoreError::Corrupt("the default column family is missing".into()))?,
+        &keys,
+        true,
+        &rocksdb::ReadOptions::default(),
+    );
+    for ((p, new), (k, old)) in lists.into_iter().zip(keys.iter().zip(stored)) {
+        let mut v = match old.map_err(db_err)? {
+            Some(old) => {
+                let last = decode_list(p, &old)?.last().copied();
+                if last.is_some_and(|l| new.first().is_some_and(|f| *f <= l)) {
+                    return Err(StoreError::Corrupt(format!(
+                        "store path {} is listed at {last:?}, after the new index {new:?}",
+                        String::from_utf8_lossy(p)
+                    )));
+                }
+                old.to_vec()
+            }
+            None => Vec::with_capacity(new.len() * 8),
+        };
+        for i in new {
+            v.extend_from_slice(&i.to_be_bytes());
+        }
+        batch.put(k, v);
+    }
+    Ok(())
 }
 
 /// Appends up to `count` consecutive entries from `start` found in `cf`
@@ -893,6 +990,64 @@ mod tests {
         );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// New stores keep one index list per store path, appended to by each
+    /// commit (several entries of one path in a commit included); a store
+    /// of layout 2 keeps one key per path and index, and both read alike.
+    #[test]
+    fn path_index_lists_and_keys_read_alike() {
+        let dir = std::env::temp_dir().join(format!("vouch-store-lists-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b, c) = ([b'a'; 32], [b'b'; 32], [b'c'; 32]);
+        let commit = |store: &RocksStore, paths: Vec<([u8; 32], u64)>| {
+            store.commit(Commit {
+                paths,
+                ..Commit::default()
+            })
+        };
+        for layout in [LISTS_LAYOUT, 2] {
+            if layout == 2 {
+                let db = open_db(&dir).unwrap();
+                db.put(LAYOUT_KEY, [2]).unwrap();
+                db.put(STATE_KEY, b"s").unwrap();
+            }
+            let store = RocksStore::open(&dir).unwrap();
+            assert_eq!(store.path_lists, layout == LISTS_LAYOUT);
+            commit(&store, vec![(a, 0), (b, 1), (a, 2)]).unwrap();
+            commit(&store, vec![(a, 3), (c, 4)]).unwrap();
+            assert_eq!(store.path_indexes(&a).unwrap(), vec![0, 2, 3]);
+            assert_eq!(store.path_indexes(&b).unwrap(), vec![1]);
+            assert_eq!(store.path_indexes(&c).unwrap(), vec![4]);
+            assert!(store.path_indexes(&[b'd'; 32]).unwrap().is_empty());
+            let g = store.db().unwrap();
+            let keyed = g.db.get(path_key(&a, 2)).unwrap().is_some();
+            let listed = g.db.get(path_list_key(&a)).unwrap().is_some();
+            assert_eq!((keyed, listed), (layout == 2, layout == LISTS_LAYOUT));
+            drop(g);
+            if layout == LISTS_LAYOUT {
+                // An index at or before the listed ones is refused, and
+                // the list is unchanged.
+                assert!(matches!(
+                    commit(&store, vec![(a, 3)]),
+                    Err(StoreError::Corrupt(_))
+                ));
+                assert_eq!(store.path_indexes(&a).unwrap(), vec![0, 2, 3]);
+                // A record that is not whole indexes reads as corrupt.
+                store
+                    .db()
+                    .unwrap()
+                    .db
+                    .put(path_list_key(&b), [1, 2, 3])
+                    .unwrap();
+                assert!(matches!(
+                    store.path_indexes(&b),
+                    Err(StoreError::Corrupt(_))
+                ));
+            }
+            drop(store);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     /// New stores keep entries in their own column family; a store from
