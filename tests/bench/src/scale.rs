@@ -43,8 +43,18 @@ pub struct Point {
     pub covered_median_per_sec: f64,
     /// Median p99 acknowledgement latency, ms.
     pub ack_p99_median_ms: f64,
-    /// Median ingest as a fraction of the machine's batch-verification ceiling (all cores).
+    /// Median ingest as a fraction of the machine's batch-verification
+    /// ceiling (all cores) measured at the start of the run.
     pub ingest_over_verify_ceiling: f64,
+    /// The same ceiling (all cores) measured again at this size, once the
+    /// log is idle after the windows: within a minute or two of them, where
+    /// the one at the start of the run is up to a quarter of an hour away
+    /// (this guest's speed drifts by ±15 % over that).
+    #[serde(default)]
+    pub verify_ceiling_here_per_sec: f64,
+    /// Median ingest over [`Point::verify_ceiling_here_per_sec`].
+    #[serde(default)]
+    pub ingest_over_verify_ceiling_here: f64,
     /// Seconds waited after the ingest windows for the log to go idle
     /// (its compactions done) before the lookups.
     #[serde(default)]
@@ -342,6 +352,8 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
         );
         let settle_secs = settle(pid);
         eprintln!("  log idle after {settle_secs:.0} s");
+        let verify_here = crate::ceilings::batch256(2.0) * ceil.cores as f64;
+        eprintln!("  verify ceiling here {verify_here:.0}/s");
         let mut lookups = Vec::new();
         for _ in 0..o.reps {
             let l = lookups_run()?;
@@ -390,6 +402,8 @@ pub fn run(o: &ScaleOpts, ceil: &Ceilings) -> anyhow::Result<Vec<Point>> {
             ),
             ack_p99_median_ms: sys::median(windows.iter().map(|w| w.ack_p99_ms).collect()),
             ingest_over_verify_ceiling: ingest_median / verify_ceiling,
+            verify_ceiling_here_per_sec: verify_here,
+            ingest_over_verify_ceiling_here: ingest_median / verify_here,
             settle_secs,
             lookups_first_per_sec: first.per_sec,
             lookups_first_major_faults: first.log_major_faults,
