@@ -433,8 +433,10 @@ const ENTRIES_CF: &str = "entries";
 
 /// Present in stores created since [`ENTRIES_CF`] (all their entries are
 /// there): value `2`, or [`LISTS_LAYOUT`] for stores whose path index is
-/// kept as lists. A store keeps the layout it was created with; earlier
-/// versions cannot read a store of a later layout.
+/// kept as lists. A store keeps the layout it was created with. This
+/// version refuses to open a layout it does not know; versions before
+/// [`LISTS_LAYOUT`] did not check, and on a store of that layout would
+/// find none of its store paths.
 const LAYOUT_KEY: &[u8] = b"L";
 
 /// The layout whose path index is one record per store path, the list of
@@ -498,11 +500,22 @@ impl RocksStore {
                 .map_err(db_err)?;
             layout = Some(vec![LISTS_LAYOUT]);
         }
+        let path_lists = match layout.as_deref() {
+            None | Some([2]) => false,
+            Some([LISTS_LAYOUT]) => true,
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "the store in {} has layout {other:?}, which this version does not know \
+                     (it writes layout {LISTS_LAYOUT}): a later version wrote it",
+                    dir.display()
+                )))
+            }
+        };
         Ok(RocksStore {
             dir: dir.to_path_buf(),
             db: std::sync::RwLock::new(Db { db, writable: true }),
             legacy_entries: layout.is_none(),
-            path_lists: layout.as_deref() == Some(&[LISTS_LAYOUT]),
+            path_lists,
         })
     }
 
@@ -1048,6 +1061,18 @@ mod tests {
             drop(store);
             let _ = std::fs::remove_dir_all(&dir);
         }
+        // A layout this version does not know is refused, not read as
+        // another.
+        {
+            let db = open_db(&dir).unwrap();
+            db.put(LAYOUT_KEY, [LISTS_LAYOUT + 1]).unwrap();
+            db.put(STATE_KEY, b"s").unwrap();
+        }
+        assert!(matches!(
+            RocksStore::open(&dir),
+            Err(StoreError::Corrupt(m)) if m.contains("layout [4]")
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// New stores keep entries in their own column family; a store from
