@@ -437,11 +437,16 @@ fn sequence(
     retired: &HashMap<[u8; 32], u64>,
     jobs: &mut [Job],
 ) -> Result<BatchResult, StoreError> {
-    let leaves: Vec<Hash> = jobs
+    let probes: Vec<(Hash, Option<[u8; 32]>)> = jobs
         .iter()
-        .flat_map(|j| j.entries.iter().map(|e| e.leaf))
+        .flat_map(|j| {
+            j.entries.iter().map(|e| match &e.indexed {
+                Indexed::Path(hash_part) => (e.leaf, Some(*hash_part)),
+                Indexed::Transition(_) => (e.leaf, None),
+            })
+        })
         .collect();
-    let existing = store.leaf_indexes(&leaves)?;
+    let existing = store.leaf_indexes(&probes)?;
     let mut seen: HashMap<Hash, u64> = HashMap::new();
     let mut commit = Commit::default();
     let mut new_leaves = Vec::new();

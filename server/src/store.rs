@@ -25,7 +25,10 @@
 //! The path index is one record per store path holding its entries'
 //! indexes, which a lookup reads with one point read and each commit
 //! extends; stores created before keep one key per path and index, read
-//! with a prefix scan (see [`LAYOUT_KEY`]).
+//! with a prefix scan (see [`LAYOUT_KEY`]). Duplicates of path entries
+//! are found through those lists and the level-0 tiles; only transitions
+//! (and every entry in stores of earlier layouts) have leaf-hash keys
+//! ([`PATH_DEDUP_LAYOUT`]).
 
 use std::path::Path;
 
@@ -112,7 +115,9 @@ pub struct Commit {
     /// Interior nodes of full tiles: (tile level, tile index, record of
     /// the tile's rows 4 to 7, see [`crate::interior::INTERIOR_ROWS`]).
     pub interiors: Vec<(u8, u64, Vec<u8>)>,
-    /// Leaf hash → index, for exact duplicate detection.
+    /// Leaf hash → index of every new entry, for exact duplicate
+    /// detection ([`Store::leaf_indexes`]). A store may keep only those
+    /// of entries no path list holds (see [`PATH_DEDUP_LAYOUT`]).
     pub leaves: Vec<(Hash, u64)>,
     /// (store path hash part, index) for lookups.
     pub paths: Vec<([u8; 32], u64)>,
@@ -135,8 +140,15 @@ pub trait Store: Reads {
     fn state(&self) -> Result<Option<DurableState>, StoreError>;
     /// Writes a commit atomically and durably (synced), or not at all.
     fn commit(&self, c: Commit) -> Result<(), StoreError>;
-    /// Indexes of these leaf hashes, where present.
-    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError>;
+    /// For each probe, the index of the logged entry with its leaf hash,
+    /// if there is one. A probe is a leaf hash and, for an entry indexed
+    /// by store path, that path's hash part (none for a transition): a
+    /// logged duplicate of a path entry has the same path, so a store may
+    /// look for it among that path's entries only.
+    fn leaf_indexes(
+        &self,
+        probes: &[(Hash, Option<[u8; 32]>)],
+    ) -> Result<Vec<Option<u64>>, StoreError>;
     /// Saves the newest checkpoint that met the witness quorum (with cosignatures), durably.
     fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError>;
     /// The newest checkpoint that met the witness quorum.
@@ -345,8 +357,10 @@ pub struct RocksStore {
     /// the default one: true for stores created before it (no
     /// [`LAYOUT_KEY`]), whose readers then look there too.
     legacy_entries: bool,
-    /// The path index is kept as lists ([`LISTS_LAYOUT`]).
+    /// The path index is kept as lists ([`LISTS_LAYOUT`] and later).
     path_lists: bool,
+    /// Path entries have no leaf-hash keys ([`PATH_DEDUP_LAYOUT`]).
+    dedup_by_path: bool,
 }
 
 struct Db {
@@ -432,11 +446,12 @@ fn options() -> rocksdb::Options {
 const ENTRIES_CF: &str = "entries";
 
 /// Present in stores created since [`ENTRIES_CF`] (all their entries are
-/// there): value `2`, or [`LISTS_LAYOUT`] for stores whose path index is
-/// kept as lists. A store keeps the layout it was created with. This
-/// version refuses to open a layout it does not know; versions before
-/// [`LISTS_LAYOUT`] did not check, and on a store of that layout would
-/// find none of its store paths.
+/// there): value `2`, [`LISTS_LAYOUT`] for stores whose path index is
+/// kept as lists, or [`PATH_DEDUP_LAYOUT`]. A store keeps the layout it
+/// was created with. This version refuses to open a layout it does not
+/// know; versions before [`LISTS_LAYOUT`] did not check, and on a store
+/// of a later layout would find none of its store paths (and, on one of
+/// [`PATH_DEDUP_LAYOUT`], none of its path entries' duplicates).
 const LAYOUT_KEY: &[u8] = b"L";
 
 /// The layout whose path index is one record per store path, the list of
@@ -446,6 +461,18 @@ const LAYOUT_KEY: &[u8] = b"L";
 /// level-0 file; a point read stops at the one file whose Bloom filter and
 /// key range hold the key (BENCHMARKS.md, issue 18).
 const LISTS_LAYOUT: u8 = 3;
+
+/// The layout of new stores: [`LISTS_LAYOUT`]'s path lists, and no
+/// leaf-hash key ([`leaf_key`]) for an entry a path list holds. A
+/// duplicate of a path entry has the same store path, so
+/// [`Store::leaf_indexes`] finds it by comparing the leaf hashes of the
+/// path's listed entries, read from the level-0 tiles; a new path (no
+/// list) costs nothing more than the list read the commit makes anyway.
+/// The leaf-hash keys were half of the random keys a commit inserted and
+/// compaction rewrote, and probing them one of the commit's two batched
+/// reads (BENCHMARKS.md, issue 18, fifteenth session). Transitions,
+/// which no path list holds, keep their leaf-hash keys.
+const PATH_DEDUP_LAYOUT: u8 = 4;
 
 fn entries_options() -> rocksdb::Options {
     let mut opts = rocksdb::Options::default();
@@ -492,21 +519,23 @@ impl RocksStore {
         let db = open_db(dir)?;
         let mut layout = db.get(LAYOUT_KEY).map_err(db_err)?;
         if layout.is_none() && db.get(STATE_KEY).map_err(db_err)?.is_none() {
-            // A new store: every entry goes to its own column family, and
-            // the path index is kept as lists.
+            // A new store: every entry goes to its own column family, the
+            // path index is kept as lists, and they find path entries'
+            // duplicates.
             let mut wo = rocksdb::WriteOptions::default();
             wo.set_sync(true);
-            db.put_opt(LAYOUT_KEY, [LISTS_LAYOUT], &wo)
+            db.put_opt(LAYOUT_KEY, [PATH_DEDUP_LAYOUT], &wo)
                 .map_err(db_err)?;
-            layout = Some(vec![LISTS_LAYOUT]);
+            layout = Some(vec![PATH_DEDUP_LAYOUT]);
         }
-        let path_lists = match layout.as_deref() {
-            None | Some([2]) => false,
-            Some([LISTS_LAYOUT]) => true,
+        let (path_lists, dedup_by_path) = match layout.as_deref() {
+            None | Some([2]) => (false, false),
+            Some([LISTS_LAYOUT]) => (true, false),
+            Some([PATH_DEDUP_LAYOUT]) => (true, true),
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
                     "the store in {} has layout {other:?}, which this version does not know \
-                     (it writes layout {LISTS_LAYOUT}): a later version wrote it",
+                     (it writes layout {PATH_DEDUP_LAYOUT}): a later version wrote it",
                     dir.display()
                 )))
             }
@@ -516,6 +545,7 @@ impl RocksStore {
             db: std::sync::RwLock::new(Db { db, writable: true }),
             legacy_entries: layout.is_none(),
             path_lists,
+            dedup_by_path,
         })
     }
 
@@ -569,8 +599,17 @@ impl Store for RocksStore {
         // insert starts its skip-list search from the one before, a few
         // steps away, instead of from the top: the sequencer's inserts were
         // a tenth of the log's CPU under ingest (perf, BENCHMARKS.md).
-        let mut leaves: Vec<([u8; 33], u64)> =
-            c.leaves.iter().map(|(h, i)| (leaf_key(h), *i)).collect();
+        let listed: std::collections::HashSet<u64> = if self.dedup_by_path {
+            c.paths.iter().map(|(_, i)| *i).collect()
+        } else {
+            Default::default()
+        };
+        let mut leaves: Vec<([u8; 33], u64)> = c
+            .leaves
+            .iter()
+            .filter(|(_, i)| !listed.contains(i))
+            .map(|(h, i)| (leaf_key(h), *i))
+            .collect();
         leaves.sort_unstable_by_key(|a| a.0);
         for (k, i) in &leaves {
             batch.put(k, i.to_be_bytes());
@@ -604,24 +643,62 @@ impl Store for RocksStore {
         g.db.write_opt(batch, &wo).map_err(db_err)
     }
 
-    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
-        let keys: Vec<[u8; 33]> = leaves.iter().map(leaf_key).collect();
-        self.db()?
-            .db
-            .multi_get(keys)
-            .into_iter()
-            .map(|r| {
-                let v = r.map_err(db_err)?;
-                v.map(|b| {
-                    let a: [u8; 8] = b
-                        .as_slice()
+    fn leaf_indexes(
+        &self,
+        probes: &[(Hash, Option<[u8; 32]>)],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let g = self.db()?;
+        let default = default_cf(&g.db)?;
+        let mut found = vec![None; probes.len()];
+        // Probes with a leaf-hash key: every one in earlier layouts,
+        // transitions only in `PATH_DEDUP_LAYOUT`.
+        let keyed: Vec<usize> = (0..probes.len())
+            .filter(|&k| !self.dedup_by_path || probes[k].1.is_none())
+            .collect();
+        let keys: Vec<[u8; 33]> = keyed.iter().map(|&k| leaf_key(&probes[k].0)).collect();
+        let ro = rocksdb::ReadOptions::default();
+        for (&k, v) in keyed
+            .iter()
+            .zip(g.db.batched_multi_get_cf_opt(default, &keys, false, &ro))
+        {
+            found[k] = v
+                .map_err(db_err)?
+                .map(|b| {
+                    let a: [u8; 8] = (&*b)
                         .try_into()
                         .map_err(|_| StoreError::Corrupt("leaf index record".into()))?;
-                    Ok(u64::from_be_bytes(a))
+                    Ok::<u64, StoreError>(u64::from_be_bytes(a))
                 })
-                .transpose()
-            })
-            .collect()
+                .transpose()?;
+        }
+        if !self.dedup_by_path {
+            return Ok(found);
+        }
+        // The others among their paths' listed entries.
+        let mut by_path: std::collections::BTreeMap<&[u8; 32], Vec<usize>> = Default::default();
+        for (k, (_, path)) in probes.iter().enumerate() {
+            if let Some(p) = path {
+                by_path.entry(p).or_default().push(k);
+            }
+        }
+        let keys: Vec<[u8; 33]> = by_path.keys().map(|p| path_list_key(p)).collect();
+        for ((p, ks), v) in by_path
+            .iter()
+            .zip(g.db.batched_multi_get_cf_opt(default, &keys, true, &ro))
+        {
+            let Some(v) = v.map_err(db_err)? else {
+                continue;
+            };
+            for index in decode_list(p, &v)? {
+                let leaf = level0_hash(&g.db, index)?;
+                for &k in ks {
+                    if probes[k].0 == leaf {
+                        found[k] = Some(index);
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn put_witnessed(&self, checkpoint: &[u8]) -> Result<(), StoreError> {
@@ -823,6 +900,30 @@ impl Reads for RocksStore {
     }
 }
 
+fn default_cf(db: &rocksdb::DB) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+        .ok_or_else(|| StoreError::Corrupt("the default column family is missing".into()))
+}
+
+/// The level-0 hash (the leaf hash) of the committed entry at `index`,
+/// from its stored tile.
+fn level0_hash(db: &rocksdb::DB, index: u64) -> Result<Hash, StoreError> {
+    let tile = index / vouch_spec::tile::TILE_WIDTH;
+    let at = (index % vouch_spec::tile::TILE_WIDTH) as usize * HASH_LEN;
+    let missing =
+        || StoreError::Corrupt(format!("level-0 tile {tile} has no hash for entry {index}"));
+    let value = db
+        .get_pinned_opt(tile_key(0, tile), &answer_reads())
+        .map_err(db_err)?
+        .ok_or_else(missing)?;
+    let hash: [u8; HASH_LEN] = split_tile_value(&value)
+        .0
+        .get(at..at + HASH_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(missing)?;
+    Ok(Hash(hash))
+}
+
 /// Puts into `batch` the index list of every store path in `paths`: the
 /// stored list with this commit's indexes appended. Reads what earlier
 /// commits stored, so commits must come one at a time (the sequencer's).
@@ -838,8 +939,7 @@ fn path_lists(
     // Sorted keys: each memtable insert starts near the one before.
     let keys: Vec<[u8; 33]> = lists.keys().map(|p| path_list_key(p)).collect();
     let stored = db.batched_multi_get_cf_opt(
-        db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
-            .ok_or_else(|| StoreError::Corrupt("the default column family is missing".into()))?,
+        default_cf(db)?,
         &keys,
         true,
         &rocksdb::ReadOptions::default(),
@@ -1019,14 +1119,14 @@ mod tests {
                 ..Commit::default()
             })
         };
-        for layout in [LISTS_LAYOUT, 2] {
-            if layout == 2 {
+        for layout in [PATH_DEDUP_LAYOUT, LISTS_LAYOUT, 2] {
+            if layout != PATH_DEDUP_LAYOUT {
                 let db = open_db(&dir).unwrap();
-                db.put(LAYOUT_KEY, [2]).unwrap();
+                db.put(LAYOUT_KEY, [layout]).unwrap();
                 db.put(STATE_KEY, b"s").unwrap();
             }
             let store = RocksStore::open(&dir).unwrap();
-            assert_eq!(store.path_lists, layout == LISTS_LAYOUT);
+            assert_eq!(store.path_lists, layout != 2);
             commit(&store, vec![(a, 0), (b, 1), (a, 2)]).unwrap();
             commit(&store, vec![(a, 3), (c, 4)]).unwrap();
             assert_eq!(store.path_indexes(&a).unwrap(), vec![0, 2, 3]);
@@ -1036,9 +1136,9 @@ mod tests {
             let g = store.db().unwrap();
             let keyed = g.db.get(path_key(&a, 2)).unwrap().is_some();
             let listed = g.db.get(path_list_key(&a)).unwrap().is_some();
-            assert_eq!((keyed, listed), (layout == 2, layout == LISTS_LAYOUT));
+            assert_eq!((keyed, listed), (layout == 2, layout != 2));
             drop(g);
-            if layout == LISTS_LAYOUT {
+            if layout != 2 {
                 // An index at or before the listed ones is refused, and
                 // the list is unchanged.
                 assert!(matches!(
@@ -1065,13 +1165,103 @@ mod tests {
         // another.
         {
             let db = open_db(&dir).unwrap();
-            db.put(LAYOUT_KEY, [LISTS_LAYOUT + 1]).unwrap();
+            db.put(LAYOUT_KEY, [PATH_DEDUP_LAYOUT + 1]).unwrap();
             db.put(STATE_KEY, b"s").unwrap();
         }
         assert!(matches!(
             RocksStore::open(&dir),
-            Err(StoreError::Corrupt(m)) if m.contains("layout [4]")
+            Err(StoreError::Corrupt(m)) if m.contains("layout [5]")
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Duplicates are found whatever the layout: in new stores through the
+    /// path lists and the level-0 tiles (path entries have no leaf-hash
+    /// key), in stores of earlier layouts through the leaf-hash keys;
+    /// transitions through their leaf-hash keys in both.
+    #[test]
+    fn duplicates_are_found_through_path_lists_or_leaf_keys() {
+        let dir = std::env::temp_dir().join(format!("vouch-store-dedup-{}", std::process::id()));
+        let leaf = |i: u64| vouch_spec::leaf_hash(format!("entry {i}").as_bytes());
+        let (a, b) = ([b'a'; 32], [b'b'; 32]);
+        for layout in [PATH_DEDUP_LAYOUT, LISTS_LAYOUT] {
+            let _ = std::fs::remove_dir_all(&dir);
+            if layout != PATH_DEDUP_LAYOUT {
+                let db = open_db(&dir).unwrap();
+                db.put(LAYOUT_KEY, [layout]).unwrap();
+                db.put(STATE_KEY, b"s").unwrap();
+            }
+            let store = RocksStore::open(&dir).unwrap();
+            assert_eq!(store.dedup_by_path, layout == PATH_DEDUP_LAYOUT);
+            // Entries 0..300 (a full level-0 tile and part of the next):
+            // path a at 1 and 257, path b at 2, a transition at 3, the
+            // rest on paths of their own.
+            let own = |i: u64| {
+                let mut p = [b'z'; 32];
+                p[..8].copy_from_slice(&i.to_be_bytes());
+                p
+            };
+            let path_of = |i: u64| match i {
+                1 | 257 => Some(a),
+                2 => Some(b),
+                3 => None,
+                _ => Some(own(i)),
+            };
+            let mut c = Commit::default();
+            let leaves: Vec<Hash> = (0..300).map(leaf).collect();
+            c.tiles = vec![
+                (0, 0, leaves[..256].to_vec()),
+                (0, 1, leaves[256..].to_vec()),
+            ];
+            for i in 0..300u64 {
+                c.leaves.push((leaf(i), i));
+                match path_of(i) {
+                    Some(p) => c.paths.push((p, i)),
+                    None => c.keys.push(([b'k'; 32], i)),
+                }
+            }
+            store.commit(c).unwrap();
+            let probes: Vec<(Hash, Option<[u8; 32]>)> = vec![
+                (leaf(257), Some(a)),
+                (leaf(1), Some(a)),
+                (leaf(2), Some(b)),
+                (leaf(3), None),
+                (leaf(299), path_of(299)),
+                // New: another leaf on a listed path, a new path, a new
+                // transition.
+                (leaf(1000), Some(a)),
+                (leaf(1001), Some([b'n'; 32])),
+                (leaf(1002), None),
+            ];
+            assert_eq!(
+                store.leaf_indexes(&probes).unwrap(),
+                vec![
+                    Some(257),
+                    Some(1),
+                    Some(2),
+                    Some(3),
+                    Some(299),
+                    None,
+                    None,
+                    None
+                ],
+                "layout {layout}"
+            );
+            let g = store.db().unwrap();
+            let path_keyed = g.db.get(leaf_key(&leaf(1))).unwrap().is_some();
+            assert_eq!(path_keyed, layout != PATH_DEDUP_LAYOUT);
+            assert!(g.db.get(leaf_key(&leaf(3))).unwrap().is_some());
+            if layout == PATH_DEDUP_LAYOUT {
+                // A listed entry whose tile is missing is corruption, not
+                // a new entry.
+                g.db.delete(tile_key(0, 1)).unwrap();
+                drop(g);
+                assert!(matches!(
+                    store.leaf_indexes(&[(leaf(1000), Some(a))]),
+                    Err(StoreError::Corrupt(m)) if m.contains("entry 257")
+                ));
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1201,10 +1391,13 @@ impl Store for MemStore {
         }
         Ok(())
     }
-    fn leaf_indexes(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
-        Ok(leaves
+    fn leaf_indexes(
+        &self,
+        probes: &[(Hash, Option<[u8; 32]>)],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        Ok(probes
             .iter()
-            .map(|h| {
+            .map(|(h, _)| {
                 self.get(&leaf_key(h))
                     .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
             })
