@@ -466,9 +466,10 @@ const LISTS_LAYOUT: u8 = 3;
 /// leaf-hash key ([`leaf_key`]) for an entry a path list holds. A
 /// duplicate of a path entry has the same store path, so
 /// [`Store::leaf_indexes`] finds it by comparing the leaf hashes of the
-/// path's listed entries, read from the level-0 tiles; a new path (no
-/// list) costs nothing more than the list read the commit makes anyway.
-/// The leaf-hash keys were half of the random keys a commit inserted and
+/// path's listed entries, read from the level-0 tiles. A new path costs
+/// one read of its (absent) list in place of the leaf-hash key's; a
+/// listed path one tile read per entry already listed (paths have a few,
+/// one per builder that attested them). The leaf-hash keys were half of the random keys a commit inserted and
 /// compaction rewrote, and probing them one of the commit's two batched
 /// reads (BENCHMARKS.md, issue 18, fifteenth session). Transitions,
 /// which no path list holds, keep their leaf-hash keys.
