@@ -55,14 +55,19 @@ fn batch256_rate(secs: f64, msgs: &[Vec<u8>], sigs: &[Signature], vks: &[Verifyi
 /// [`Ceilings::ed25519_batch256`] alone, measured for about `secs`
 /// seconds on this thread.
 pub fn batch256(secs: f64) -> f64 {
-    let (keys, msgs) = inputs();
-    let sigs: Vec<Signature> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
-    let vks: Vec<VerifyingKey> = keys.iter().map(|k| k.verifying_key()).collect();
-    batch256_rate(secs, &msgs, &sigs, &vks)
+    let i = inputs();
+    batch256_rate(secs, &i.msgs, &i.sigs, &i.vks)
 }
 
-/// 256 signing keys and 256 messages shaped like Nix fingerprints.
-fn inputs() -> (Vec<SigningKey>, Vec<Vec<u8>>) {
+/// 256 keys, each signing one message shaped like a Nix fingerprint.
+struct Inputs {
+    keys: Vec<SigningKey>,
+    vks: Vec<VerifyingKey>,
+    msgs: Vec<Vec<u8>>,
+    sigs: Vec<Signature>,
+}
+
+fn inputs() -> Inputs {
     let keys: Vec<SigningKey> = (0..256u32)
         .map(|i| {
             let mut seed = [0u8; 32];
@@ -81,14 +86,24 @@ fn inputs() -> (Vec<SigningKey>, Vec<Vec<u8>>) {
             .into_bytes()
         })
         .collect();
-    (keys, msgs)
+    let sigs = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+    let vks = keys.iter().map(|k| k.verifying_key()).collect();
+    Inputs {
+        keys,
+        vks,
+        msgs,
+        sigs,
+    }
 }
 
 /// Measures each ceiling for about `secs` seconds on this thread.
 pub fn measure(secs: f64) -> Ceilings {
-    let (keys, msgs) = inputs();
-    let sigs: Vec<Signature> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
-    let vks: Vec<VerifyingKey> = keys.iter().map(|k| k.verifying_key()).collect();
+    let Inputs {
+        keys,
+        vks,
+        msgs,
+        sigs,
+    } = inputs();
     let mut i = 0;
     let ed25519_verify = rate(secs, || {
         i = (i + 1) % 256;
