@@ -239,10 +239,19 @@ fn concurrent_submissions_verify_from_outside_and_survive_restarts() {
     log.restart();
     let (cp4, entries) = verify_from_outside(&log);
     assert_eq!(cp4.size, cp3.size + 200);
-    for (leaf, index) in more {
-        assert_eq!(leaf_hash(&entries[index as usize]), leaf);
+    for (leaf, index) in &more {
+        assert_eq!(leaf_hash(&entries[*index as usize]), *leaf);
     }
     check_acked(&entries);
+    // Submitted again after the SIGKILL, an acknowledged entry is found
+    // as a duplicate at its index (through its path's list and tile).
+    let again = attestation(&builder(4), 100_007, 0);
+    assert_eq!(again.to_entry().leaf_hash(), more[7].0);
+    let (status, resp) = log.submit(&again.encode(), false);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["entries"][0]["duplicate"], true, "{v}");
+    assert_eq!(v["entries"][0]["index"].as_u64(), Some(more[7].1));
     // And the log keeps appending consistently after recovery.
     let (status, _) = log.submit(&attestation(&builder(4), 200_000, 0).encode(), false);
     assert_eq!(status, 200);
